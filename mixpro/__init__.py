@@ -1,0 +1,29 @@
+"""MixPro: MaskMix + Progressive Attention Labeling for vision transformers (library only).
+
+The public API: the mixers (:class:`MixPro`, :class:`TransMix`, :class:`MixupCutMix`, :class:`NoMix`,
+:class:`BatchMixer`), :class:`ClsAttention` and :func:`soft_target_cross_entropy`; building blocks live
+in :mod:`mixpro.mask`, :mod:`mixpro.label` and :mod:`mixpro.attention`.
+"""
+from .attention import AttentionSite, ClsAttention, attention_site, register_attention_adapter
+from .label import soft_target_cross_entropy
+from .mask import MaskMixGenerator
+from .mixer import MIXERS, BatchMixer, MixedBatch, MixPro, MixupCutMix, NoMix, TransMix, build_mixer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AttentionSite",
+    "BatchMixer",
+    "ClsAttention",
+    "MIXERS",
+    "MaskMixGenerator",
+    "MixPro",
+    "MixedBatch",
+    "MixupCutMix",
+    "NoMix",
+    "TransMix",
+    "attention_site",
+    "build_mixer",
+    "register_attention_adapter",
+    "soft_target_cross_entropy",
+]

@@ -1,0 +1,161 @@
+"""Class-token attention of the last block, recorded without turning fused attention off.
+
+Fused scaled-dot-product attention never materialises the attention matrix. TransMix's official code
+switches the last block to explicit attention to read it; we instead keep the model's forward
+untouched and recompute only the class-token row from the q and k that the block computes anyway
+(a forward hook on its qkv projection): O(N) extra work instead of O(N^2) memory.
+
+Model families plug in through :func:`register_attention_adapter`; timm's VisionTransformer (DeiT, ViT
+of any size) is built in, PVT v1 is registered by ``pretrain.models``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+__all__ = ["AttentionSite", "ClsAttention", "attention_site", "cls_attention_row", "register_attention_adapter"]
+
+
+@dataclass
+class AttentionSite:
+    """Where and how to read a model's class-token attention.
+
+    module: the module whose forward the hook observes.
+    compute: ``compute(inputs, output) -> (B, N)``, from that module's positional inputs and output:
+        the cls->patch attention (after softmax, cls and other prefix columns dropped, mean over
+        heads), in float32.
+    grid_size: (h, w) token grid of that block, for token masks.
+    patch_size: pixels per token side at that block; MaskMix cells must be a multiple of it.
+    """
+
+    module: nn.Module
+    compute: Callable[[tuple, torch.Tensor], torch.Tensor]
+    grid_size: Tuple[int, int]
+    patch_size: int
+
+
+_ADAPTERS: List[Tuple[Callable[[nn.Module], bool], Callable[[nn.Module], AttentionSite]]] = []
+
+
+def register_attention_adapter(matches: Callable[[nn.Module], bool],
+                               build: Callable[[nn.Module], AttentionSite]) -> None:
+    """Teach :class:`ClsAttention` a model family: ``matches(model)`` selects it, ``build(model)``
+    returns its :class:`AttentionSite`. Later registrations take precedence."""
+    _ADAPTERS.insert(0, (matches, build))
+
+
+def attention_site(model: nn.Module) -> AttentionSite:
+    """The :class:`AttentionSite` of ``model`` (unwrapping DDP and torch.compile wrappers)."""
+    model = unwrap_model(model)
+    for matches, build in _ADAPTERS:
+        if matches(model):
+            return build(model)
+    raise TypeError(
+        f"no class-token attention adapter for {type(model).__name__}; supported: timm VisionTransformer "
+        f"(DeiT/ViT) and PVT v1 (import pretrain.models), or register one with register_attention_adapter"
+    )
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    while True:
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            model = model.module
+        else:
+            return model
+
+
+def cls_attention_row(q_cls: torch.Tensor, k: torch.Tensor, scale: float, num_prefix_tokens: int) -> torch.Tensor:
+    """softmax(q_cls k^T * scale) with the prefix columns dropped, mean over heads, in float32.
+
+    q_cls: (B, H, D) class-token queries; k: (B, T, H, D) keys of all T tokens. Returns (B, T - prefix).
+    """
+    logits = torch.einsum("bhd,bthd->bht", q_cls.float() * scale, k.float())
+    return logits.softmax(dim=-1)[..., num_prefix_tokens:].mean(dim=1)
+
+
+def _is_timm_vit(model: nn.Module) -> bool:
+    try:
+        from timm.models.vision_transformer import VisionTransformer
+    except ImportError:  # timm is optional for the library
+        return False
+    return isinstance(model, VisionTransformer)
+
+
+def _timm_vit_site(model: nn.Module) -> AttentionSite:
+    if getattr(model, "cls_token", None) is None:
+        raise TypeError("ClsAttention needs a class token; this VisionTransformer has class_token=False")
+    attn = model.blocks[-1].attn
+    if not hasattr(attn, "qkv"):
+        raise TypeError(f"last block attention {type(attn).__name__} has no fused qkv projection")
+    num_heads, head_dim, scale = attn.num_heads, attn.head_dim, attn.scale
+    prefix = model.num_prefix_tokens
+    patch_h, patch_w = model.patch_embed.patch_size
+    if patch_h != patch_w:
+        raise TypeError(f"square patches expected, got {patch_h}x{patch_w}")
+
+    def compute(inputs: tuple, qkv_out: torch.Tensor) -> torch.Tensor:
+        batch, tokens, _ = qkv_out.shape
+        with torch.autocast(qkv_out.device.type, enabled=False):
+            qkv = qkv_out.float().view(batch, tokens, 3, num_heads, head_dim)
+            return cls_attention_row(attn.q_norm(qkv[:, 0, 0]), attn.k_norm(qkv[:, :, 1]), scale, prefix)
+
+    return AttentionSite(module=attn.qkv, compute=compute, grid_size=tuple(model.patch_embed.grid_size),
+                         patch_size=patch_h)
+
+
+register_attention_adapter(_is_timm_vit, _timm_vit_site)
+
+
+class ClsAttention:
+    """Records the class-token attention of a model's last block on every forward.
+
+    >>> with ClsAttention(model) as probe:
+    ...     logits = model(images)
+    ...     attn = probe.last          # (B, N) float32, N patch tokens of the last block
+
+    The model keeps its fused attention. ``probe.last`` keeps the autograd graph (as the official
+    TransMix/MixPro code, whose labels are not detached from the attention); pass ``detach=True`` to
+    record constants. ``remove()`` (or leaving the ``with`` block) detaches the hook.
+    """
+
+    def __init__(self, model: nn.Module, detach: bool = False) -> None:
+        self.site = attention_site(model)
+        self.detach = detach
+        self.last: Optional[torch.Tensor] = None
+        self._handle = self.site.module.register_forward_hook(self._record)
+
+    @property
+    def grid_size(self) -> Tuple[int, int]:
+        return self.site.grid_size
+
+    @property
+    def patch_size(self) -> int:
+        return self.site.patch_size
+
+    def _record(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
+        attn = self.site.compute(inputs, output)
+        self.last = attn.detach() if self.detach else attn
+
+    def pop(self) -> torch.Tensor:
+        """The last recorded attention, cleared so a stale one is never reused."""
+        if self.last is None:
+            raise RuntimeError("no attention recorded: run a forward pass of the model first")
+        attn, self.last = self.last, None
+        return attn
+
+    def remove(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        self.last = None
+
+    def __enter__(self) -> "ClsAttention":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.remove()

@@ -1,0 +1,225 @@
+"""Mixing masks: MaskMix patch-aligned grid masks, token-level masks and CutMix boxes.
+
+Convention used throughout the package: a mask value of 1 means "this pixel (token) comes from the
+first image x_a", 0 means "from its partner x_b", i.e. ``mixed = M * x_a + (1 - M) * x_b`` (paper Eq. 7).
+``lam_area`` is the fraction of kept x_a pixels, measured on the mask actually applied.
+
+Everything here runs on the device of its inputs and never reads a tensor back to the host.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "GridMask",
+    "MaskMixGenerator",
+    "beta_cdf",
+    "check_mask_patch_size",
+    "cutmix_box",
+    "box_mask",
+    "token_mask",
+]
+
+
+def _pair(value) -> Tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    height, width = value
+    return int(height), int(width)
+
+
+def check_mask_patch_size(mask_patch_size: int, patch_size: int, name: str = "patch_size") -> None:
+    """MaskMix cells must tile whole tokens, so every token comes from exactly one image."""
+    if patch_size <= 0:
+        raise ValueError(f"{name} must be a positive number of pixels, got {patch_size}")
+    if mask_patch_size <= 0 or mask_patch_size % patch_size != 0:
+        raise ValueError(
+            f"mask_patch_size={mask_patch_size} must be a positive multiple of {name}={patch_size} "
+            f"so that every token of the model comes from one image only"
+        )
+
+
+def beta_cdf(x: torch.Tensor, beta: float, steps: int = 4096) -> torch.Tensor:
+    """CDF of the symmetric Beta(beta, beta) distribution at ``x`` (float64, CPU).
+
+    torch has no regularised incomplete beta function. With u = t**beta the integrand
+    t**(beta-1) (1-t)**(beta-1) dt becomes (1/beta) (1 - u**(1/beta))**(beta-1) du, which is smooth
+    on [0, 0.5**beta]; Simpson's rule there plus the symmetry F(1-x) = 1 - F(x) gives the CDF to better than 1e-6 for beta >= 0.5.
+    """
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    x = torch.as_tensor(x, dtype=torch.float64).clamp(0.0, 1.0)
+    lower = torch.minimum(x, 1.0 - x)
+    upper_u = lower.pow(beta)
+    # Simpson on [0, upper_u] for every x at once.
+    n = steps + (steps % 2)
+    frac = torch.linspace(0.0, 1.0, n + 1, dtype=torch.float64)
+    u = upper_u.unsqueeze(-1) * frac
+    integrand = (1.0 - u.pow(1.0 / beta)).pow(beta - 1.0) / beta
+    weights = torch.ones(n + 1, dtype=torch.float64)
+    weights[1:-1:2] = 4.0
+    weights[2:-1:2] = 2.0
+    integral = (integrand * weights).sum(-1) * upper_u / (3.0 * n)
+    log_norm = 2.0 * math.lgamma(beta) - math.lgamma(2.0 * beta)
+    half = integral / math.exp(log_norm)
+    return torch.where(x <= 0.5, half, 1.0 - half)
+
+
+@dataclass
+class GridMask:
+    """A batch of MaskMix masks.
+
+    pixel: (B, 1, H, W) float {0, 1}, 1 = pixel of x_a.
+    cells: (B, gh, gw) bool, the cell grid before upsampling and cropping.
+    lam_area: (B,) float, true fraction of x_a pixels in ``pixel``.
+    """
+
+    pixel: torch.Tensor
+    cells: torch.Tensor
+    lam_area: torch.Tensor
+    mask_patch_size: int
+
+    def tokens(self, grid_size: Sequence[int] | int) -> torch.Tensor:
+        """Token-level mask (B, h*w) for a token grid whose patches tile the cells exactly."""
+        return token_mask(self.pixel, grid_size)
+
+
+class MaskMixGenerator:
+    """Draws MaskMix grid masks (paper Sec. 3.2, Eq. 6).
+
+    The image is divided into cells of ``mask_patch_size`` pixels; a ratio tau ~ Beta(beta, beta) is
+    drawn and floor(S * tau) of the S cells are set to 1 (taken from x_a). When the image size is not a
+    multiple of the cell size (224 px with 64 px cells) the grid is ceil'd (4x4 cells) and cropped to
+    the image; lam_area counts the pixels actually kept, so cropped border cells weigh less.
+
+    Args:
+        image_size: (H, W) of the mixed images.
+        mask_patch_size: cell size in pixels; must be a multiple of every ``patch_sizes`` entry.
+        patch_sizes: token patch sizes of the model (16 for DeiT/16; 32 for PVT's class-token stage).
+        beta: Beta distribution parameter of the masking ratio (paper: 1, i.e. uniform).
+        per_sample_ratio: draw one tau per sample instead of one per batch. Default False, as the
+            official code (one ratio per batch, cells drawn independently for every sample).
+    """
+
+    def __init__(
+        self,
+        image_size: Sequence[int] | int = 224,
+        mask_patch_size: int = 64,
+        patch_sizes: Sequence[int] | int = 16,
+        beta: float = 1.0,
+        per_sample_ratio: bool = False,
+    ) -> None:
+        self.image_size = _pair(image_size)
+        if min(self.image_size) <= 0:
+            raise ValueError(f"image_size must be positive, got {self.image_size}")
+        patch_sizes = (patch_sizes,) if isinstance(patch_sizes, int) else tuple(patch_sizes)
+        for patch_size in patch_sizes:
+            check_mask_patch_size(mask_patch_size, patch_size)
+        if not beta > 0:
+            raise ValueError(f"beta must be > 0, got {beta}")
+        self.mask_patch_size = int(mask_patch_size)
+        self.beta = float(beta)
+        self.per_sample_ratio = bool(per_sample_ratio)
+        height, width = self.image_size
+        self.grid = (math.ceil(height / mask_patch_size), math.ceil(width / mask_patch_size))
+        self.num_cells = self.grid[0] * self.grid[1]
+        # floor(S * tau) = k exactly when tau lies in [k/S, (k+1)/S): sampling k from these
+        # probabilities is an exact draw of floor(S * tau) that needs no Beta sampler on the device.
+        edges = beta_cdf(torch.arange(self.num_cells + 2, dtype=torch.float64) / self.num_cells, self.beta)
+        self._count_probs = (edges[1:] - edges[:-1]).clamp_min(0.0).to(torch.float32)
+        self._count_probs_on: dict = {}
+
+    def _probs(self, device: torch.device) -> torch.Tensor:
+        key = str(device)
+        if key not in self._count_probs_on:
+            self._count_probs_on[key] = self._count_probs.to(device)
+        return self._count_probs_on[key]
+
+    def sample_counts(self, batch_size: int, device: torch.device, generator: Optional[torch.Generator] = None
+                      ) -> torch.Tensor:
+        """Number of masked cells per sample, (B, 1) int64: floor(S * tau), tau ~ Beta(beta, beta)."""
+        draws = batch_size if self.per_sample_ratio else 1
+        counts = torch.multinomial(self._probs(device), draws, replacement=True, generator=generator)
+        return counts.view(-1, 1).expand(batch_size, 1)
+
+    def __call__(self, batch_size: int, device: torch.device | str = "cpu",
+                 generator: Optional[torch.Generator] = None, counts: Optional[torch.Tensor] = None) -> GridMask:
+        device = torch.device(device)
+        if generator is not None and generator.device.type != device.type:
+            raise ValueError(f"generator is on {generator.device}, masks are drawn on {device}")
+        if counts is None:
+            counts = self.sample_counts(batch_size, device, generator)
+        # A random ranking of the cells per sample; the `counts` lowest ranks are masked.
+        scores = torch.rand(batch_size, self.num_cells, device=device, generator=generator)
+        ranks = scores.argsort(dim=1).argsort(dim=1)
+        cells = (ranks < counts.to(device)).view(batch_size, *self.grid)
+        height, width = self.image_size
+        pixel = (
+            cells.to(torch.float32)
+            .repeat_interleave(self.mask_patch_size, dim=1)
+            .repeat_interleave(self.mask_patch_size, dim=2)[:, :height, :width]
+            .unsqueeze(1)
+        )
+        lam_area = pixel.mean(dim=(1, 2, 3))
+        return GridMask(pixel=pixel, cells=cells, lam_area=lam_area, mask_patch_size=self.mask_patch_size)
+
+
+def token_mask(pixel_mask: torch.Tensor, grid_size: Sequence[int] | int, mode: str = "nearest") -> torch.Tensor:
+    """Downsample a (B, 1, H, W) pixel mask to a token grid, returned as (B, h*w) float.
+
+    ``nearest`` is the nearest-neighbour downsampling of TransMix (paper Eq. 5); ``area`` gives the
+    fraction of each token taken from x_a. Both agree on MaskMix masks, whose cells tile tokens.
+    """
+    grid_h, grid_w = _pair(grid_size)
+    if pixel_mask.dim() != 4 or pixel_mask.shape[1] != 1:
+        raise ValueError(f"pixel_mask must have shape (B, 1, H, W), got {tuple(pixel_mask.shape)}")
+    if mode == "nearest":
+        small = F.interpolate(pixel_mask, size=(grid_h, grid_w), mode="nearest")
+    elif mode == "area":
+        small = F.adaptive_avg_pool2d(pixel_mask, (grid_h, grid_w))
+    else:
+        raise ValueError(f"mode must be 'nearest' or 'area', got {mode!r}")
+    return small.flatten(1)
+
+
+def cutmix_box(image_size: Sequence[int] | int, lam: float, rng: random.Random,
+               minmax: Optional[Tuple[float, float]] = None) -> Tuple[Tuple[int, int, int, int], float]:
+    """One CutMix box for a batch, as timm's ``cutmix_bbox_and_lam`` with ``correct_lam=True``.
+
+    Without ``minmax`` the box has sides sqrt(1 - lam) of the image, a uniform centre and is clipped
+    to the image; with ``minmax`` its sides are uniform fractions in that range. Returns the box
+    (y0, y1, x0, x1) and the area-corrected lam (fraction of x_a pixels left outside the box).
+    Drawn on the host from ``rng`` (one box per batch), so nothing waits on the device.
+    """
+    height, width = _pair(image_size)
+    if minmax is not None:
+        low, high = minmax
+        cut_h = rng.randint(int(height * low), int(height * high))
+        cut_w = rng.randint(int(width * low), int(width * high))
+        y0 = rng.randint(0, height - cut_h)
+        x0 = rng.randint(0, width - cut_w)
+        y1, x1 = y0 + cut_h, x0 + cut_w
+    else:
+        ratio = math.sqrt(1.0 - lam)
+        cut_h, cut_w = int(height * ratio), int(width * ratio)
+        cy, cx = rng.randrange(height), rng.randrange(width)
+        y0, y1 = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, height)
+        x0, x1 = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, width)
+    corrected = 1.0 - (y1 - y0) * (x1 - x0) / float(height * width)
+    return (y0, y1, x0, x1), corrected
+
+
+def box_mask(image_size: Sequence[int] | int, box: Tuple[int, int, int, int], batch_size: int,
+             device: torch.device | str = "cpu") -> torch.Tensor:
+    """(B, 1, H, W) float mask that is 0 inside ``box`` (pasted from x_b) and 1 elsewhere."""
+    height, width = _pair(image_size)
+    y0, y1, x0, x1 = box
+    mask = torch.ones(1, 1, height, width, device=device)
+    mask[..., y0:y1, x0:x1] = 0.0
+    return mask.expand(batch_size, 1, height, width)

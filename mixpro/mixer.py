@@ -1,0 +1,317 @@
+"""Batch mixing policies with one interface: MixPro, TransMix and plain Mixup/CutMix.
+
+    mixer = MixPro(num_classes=1000)
+    batch = mixer(images, labels)                 # MixedBatch
+    with ClsAttention(model) as probe:
+        logits = model(batch.images)
+        targets = mixer.targets(batch, logits, probe.pop())
+
+Per-batch decisions (which mix, its lambda, the CutMix box) are drawn on the host from the mixer's own
+``random.Random``; per-sample draws (partners, MaskMix cells) are drawn on the images' device, from
+``generator`` when one is given. Nothing reads a device tensor back to the host.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from .label import attention_lambda, mix_targets, pal_lambda, progressive_factor, transmix_lambda
+from .mask import MaskMixGenerator, box_mask, check_mask_patch_size, cutmix_box, token_mask
+
+__all__ = ["MixedBatch", "BatchMixer", "MixPro", "TransMix", "MixupCutMix", "NoMix", "build_mixer", "MIXERS"]
+
+KINDS = ("maskmix", "cutmix", "mixup", "none")
+LABEL_MODES = ("area", "transmix", "pal")
+PARTNERS = ("flip", "perm")
+
+
+@dataclass
+class MixedBatch:
+    """A mixed batch. ``images = mask * x_a + (1 - mask) * x_b`` (Mixup: lam_area * x_a + ...).
+
+    lam_area: (B,) fraction of x_a. token_mask: (B, N) fraction of x_a per token on the attention
+    block's grid, or None for Mixup / unmixed batches. After ``mixer.targets`` the label weights used
+    are filled in: ``lam`` (B,), and on attention-labelled batches ``lam_attn`` and (PAL) ``alpha``.
+    """
+
+    images: torch.Tensor
+    y_a: torch.Tensor
+    y_b: torch.Tensor
+    lam_area: torch.Tensor
+    token_mask: Optional[torch.Tensor]
+    kind: str
+    mask: Optional[torch.Tensor] = None
+    lam: Optional[torch.Tensor] = None
+    lam_attn: Optional[torch.Tensor] = None
+    alpha: Optional[torch.Tensor] = None
+
+
+def _check_probability(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value}")
+    return float(value)
+
+
+def _check_alpha(name: str, value: float) -> float:
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (0 disables it), got {value}")
+    return float(value)
+
+
+class BatchMixer:
+    """The general policy; :class:`MixPro`, :class:`TransMix` and :class:`MixupCutMix` preset it.
+
+    Per batch: with probability ``mix_prob`` the batch is mixed; then MaskMix with probability
+    ``maskmix_prob``, otherwise Mixup or CutMix as timm's ``Mixup`` in 'batch' mode (CutMix with
+    ``switch_prob`` when both are enabled; the CutMix lambda is corrected to the clipped box area).
+
+    Args:
+        num_classes: number of classes of the targets.
+        patch_size: pixels per token at the block whose attention labels the batch (16 for DeiT/16,
+            32 for PVT's stage 4). Token masks are built on the (H / patch_size, W / patch_size) grid.
+        mask_patch_size: MaskMix cell size in pixels, a multiple of ``patch_size``.
+        maskmix_beta, per_sample_ratio: see :class:`~mixpro.mask.MaskMixGenerator`.
+        maskmix_label, cutmix_label: label weight on MaskMix / CutMix batches: 'area' (lam_area),
+            'transmix' ((lam_area + lam_attn) / 2) or 'pal' (alpha * lam_attn + (1 - alpha) * lam_area).
+            Mixup batches always use the area lambda.
+        partner: 'flip' pairs sample i with B-1-i (timm, paper Alg. 1); 'perm' with a random
+            permutation (official MixPro code).
+        detach_alpha: stop the gradient through the progressive factor. Default False: the official
+            MixPro code lets it flow, and the paper's numbers were produced that way.
+        seed: seed of the host RNG for per-batch decisions; None derives it from torch.initial_seed(),
+            so seeding torch (per rank) seeds the mixer.
+        generator: optional torch.Generator for the per-sample draws, on the images' device.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        patch_size: int = 16,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        cutmix_minmax: Optional[Tuple[float, float]] = None,
+        switch_prob: float = 0.5,
+        mix_prob: float = 1.0,
+        maskmix_prob: float = 0.0,
+        mask_patch_size: int = 64,
+        maskmix_beta: float = 1.0,
+        per_sample_ratio: bool = False,
+        label_smoothing: float = 0.1,
+        maskmix_label: str = "pal",
+        cutmix_label: str = "area",
+        partner: str = "flip",
+        detach_alpha: bool = False,
+        seed: Optional[int] = None,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+        check_mask_patch_size(mask_patch_size, patch_size)
+        if maskmix_label not in LABEL_MODES:
+            raise ValueError(f"maskmix_label must be one of {LABEL_MODES}, got {maskmix_label!r}")
+        if cutmix_label not in LABEL_MODES:
+            raise ValueError(f"cutmix_label must be one of {LABEL_MODES}, got {cutmix_label!r}")
+        if partner not in PARTNERS:
+            raise ValueError(f"partner must be one of {PARTNERS}, got {partner!r}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if cutmix_minmax is not None:
+            low, high = cutmix_minmax
+            if not 0.0 < low <= high <= 1.0:
+                raise ValueError(f"cutmix_minmax must be (low, high) with 0 < low <= high <= 1, got {cutmix_minmax}")
+            cutmix_minmax = (float(low), float(high))
+        if not maskmix_beta > 0:
+            raise ValueError(f"maskmix_beta must be > 0, got {maskmix_beta}")
+        self.num_classes = int(num_classes)
+        self.patch_size = int(patch_size)
+        self.mixup_alpha = _check_alpha("mixup_alpha", mixup_alpha)
+        self.cutmix_alpha = _check_alpha("cutmix_alpha", cutmix_alpha)
+        self.cutmix_minmax = cutmix_minmax
+        self.switch_prob = _check_probability("switch_prob", switch_prob)
+        self.mix_prob = _check_probability("mix_prob", mix_prob)
+        self.maskmix_prob = _check_probability("maskmix_prob", maskmix_prob)
+        self.mask_patch_size = int(mask_patch_size)
+        self.maskmix_beta = float(maskmix_beta)
+        self.per_sample_ratio = bool(per_sample_ratio)
+        self.label_smoothing = float(label_smoothing)
+        self.maskmix_label = maskmix_label
+        self.cutmix_label = cutmix_label
+        self.partner = partner
+        self.detach_alpha = bool(detach_alpha)
+        self.generator = generator
+        self.rng = random.Random(torch.initial_seed() if seed is None else seed)
+        self._maskmix: Dict[Tuple[int, int], MaskMixGenerator] = {}
+
+    # -- policy -------------------------------------------------------------------------------------
+    @property
+    def uses_attention(self) -> bool:
+        """Whether some batches need the class-token attention for their labels."""
+        maskmix = self.maskmix_prob > 0 and self.maskmix_label != "area"
+        cutmix = self.cutmix_alpha > 0 and self.maskmix_prob < 1 and self.cutmix_label != "area"
+        return self.mix_prob > 0 and (maskmix or cutmix)
+
+    def label_mode(self, kind: str) -> str:
+        return {"maskmix": self.maskmix_label, "cutmix": self.cutmix_label}.get(kind, "area")
+
+    def _draw_kind(self) -> str:
+        if self.mix_prob < 1.0 and self.rng.random() >= self.mix_prob:
+            return "none"
+        if self.maskmix_prob > 0 and (self.maskmix_prob >= 1.0 or self.rng.random() < self.maskmix_prob):
+            return "maskmix"
+        if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
+            return "cutmix" if self.rng.random() < self.switch_prob else "mixup"
+        if self.cutmix_alpha > 0:
+            return "cutmix"
+        if self.mixup_alpha > 0:
+            return "mixup"
+        return "none"
+
+    def _maskmix_generator(self, image_size: Tuple[int, int]) -> MaskMixGenerator:
+        if image_size not in self._maskmix:
+            self._maskmix[image_size] = MaskMixGenerator(
+                image_size, self.mask_patch_size, self.patch_size, self.maskmix_beta, self.per_sample_ratio)
+        return self._maskmix[image_size]
+
+    def token_grid(self, image_size: Tuple[int, int]) -> Tuple[int, int]:
+        height, width = image_size
+        if height % self.patch_size or width % self.patch_size:
+            raise ValueError(f"image size {height}x{width} is not a multiple of patch_size={self.patch_size}")
+        return height // self.patch_size, width // self.patch_size
+
+    def _partner_index(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        if self.partner == "flip":
+            return torch.arange(batch_size - 1, -1, -1, device=device)
+        return torch.randperm(batch_size, device=device, generator=self.generator)
+
+    # -- mixing -------------------------------------------------------------------------------------
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor, kind: Optional[str] = None) -> MixedBatch:
+        """Mix a batch. ``kind`` forces one kind (benchmarks, visualisation); by default it is drawn."""
+        if images.dim() != 4:
+            raise ValueError(f"images must be (B, C, H, W), got shape {tuple(images.shape)}")
+        if labels.dim() != 1 or labels.shape[0] != images.shape[0]:
+            raise ValueError(f"labels must be (B,) class indices matching {images.shape[0]} images, "
+                             f"got shape {tuple(labels.shape)}")
+        if self.generator is not None and self.generator.device.type != images.device.type:
+            raise ValueError(f"generator is on {self.generator.device} but images are on {images.device}")
+        kind = self._draw_kind() if kind is None else kind
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        batch_size, device = images.shape[0], images.device
+        image_size = (images.shape[2], images.shape[3])
+        if kind == "none":
+            return MixedBatch(images, labels, labels, torch.ones(batch_size, device=device), None, "none")
+
+        partner = self._partner_index(batch_size, device)
+        partner_images, y_b = images[partner], labels[partner]
+        if kind == "mixup":
+            lam = self.rng.betavariate(self.mixup_alpha, self.mixup_alpha)
+            mixed = images * lam + partner_images * (1.0 - lam)
+            lam_area = torch.full((batch_size,), lam, device=device)
+            return MixedBatch(mixed, labels, y_b, lam_area, None, "mixup")
+
+        if kind == "cutmix":
+            lam = self.rng.betavariate(self.cutmix_alpha, self.cutmix_alpha) if self.cutmix_alpha > 0 else 1.0
+            box, lam = cutmix_box(image_size, lam, self.rng, self.cutmix_minmax)
+            mask = box_mask(image_size, box, batch_size, device)
+            lam_area = torch.full((batch_size,), lam, device=device)
+        else:
+            grid = self._maskmix_generator(image_size)(batch_size, device, self.generator)
+            mask, lam_area = grid.pixel, grid.lam_area
+        mixed = torch.where(mask.bool(), images, partner_images)
+        tokens = token_mask(mask, self.token_grid(image_size))
+        return MixedBatch(mixed, labels, y_b, lam_area, tokens, kind, mask=mask)
+
+    # -- labels -------------------------------------------------------------------------------------
+    def targets(self, batch: MixedBatch, logits: torch.Tensor, attn: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, C) soft targets of a mixed batch; ``attn`` is the (B, N) class-token attention."""
+        area = mix_targets(batch.y_a, batch.y_b, batch.lam_area, self.num_classes, self.label_smoothing)
+        mode = self.label_mode(batch.kind)
+        if mode == "area":
+            batch.lam = batch.lam_area
+            return area
+        if attn is None:
+            raise ValueError(f"{mode} labels of a {batch.kind} batch need the class-token attention: "
+                             f"pass attn=ClsAttention(model).pop() after the forward pass")
+        lam_attn = attention_lambda(attn, batch.token_mask)
+        if mode == "transmix":
+            lam = transmix_lambda(lam_attn, batch.lam_area)
+        else:
+            batch.alpha = progressive_factor(logits, area, detach=self.detach_alpha)
+            lam = pal_lambda(batch.alpha, lam_attn, batch.lam_area)
+        batch.lam, batch.lam_attn = lam, lam_attn
+        return mix_targets(batch.y_a, batch.y_b, lam, self.num_classes, self.label_smoothing)
+
+    # -- checkpointing ------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Host RNG state (plain ints and tuples: loadable with ``torch.load(weights_only=True)``)."""
+        version, internal, gauss_next = self.rng.getstate()
+        return {"rng_version": version, "rng_state": list(internal), "rng_gauss_next": gauss_next}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.setstate((state["rng_version"], tuple(state["rng_state"]), state["rng_gauss_next"]))
+
+    def __repr__(self) -> str:
+        keys = ("num_classes", "patch_size", "mix_prob", "maskmix_prob", "mask_patch_size", "mixup_alpha",
+                "cutmix_alpha", "switch_prob", "label_smoothing", "maskmix_label", "cutmix_label", "partner",
+                "detach_alpha")
+        return f"{type(self).__name__}(" + ", ".join(f"{k}={getattr(self, k)!r}" for k in keys) + ")"
+
+
+class MixPro(BatchMixer):
+    """MaskMix + Progressive Attention Labeling, with the official code's batch policy.
+
+    MaskMix (PAL labels) with probability ``maskmix_prob``, otherwise timm-style Mixup/CutMix with area
+    labels, or TransMix labels on CutMix batches with ``transmix_on_cutmix=True``.
+    """
+
+    def __init__(self, num_classes: int, patch_size: int = 16, mask_patch_size: int = 64,
+                 maskmix_prob: float = 0.5, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
+                 switch_prob: float = 0.5, label_smoothing: float = 0.1, transmix_on_cutmix: bool = False,
+                 partner: str = "perm", detach_alpha: bool = False, **kwargs) -> None:
+        super().__init__(num_classes, patch_size=patch_size, mask_patch_size=mask_patch_size,
+                         maskmix_prob=maskmix_prob, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
+                         switch_prob=switch_prob, label_smoothing=label_smoothing, maskmix_label="pal",
+                         cutmix_label="transmix" if transmix_on_cutmix else "area", partner=partner,
+                         detach_alpha=detach_alpha, **kwargs)
+
+
+class TransMix(BatchMixer):
+    """TransMix: timm Mixup/CutMix, CutMix batches labelled with (lam_area + lam_attn) / 2."""
+
+    def __init__(self, num_classes: int, patch_size: int = 16, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
+                 switch_prob: float = 0.5, label_smoothing: float = 0.1, partner: str = "flip", **kwargs) -> None:
+        super().__init__(num_classes, patch_size=patch_size, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
+                         switch_prob=switch_prob, label_smoothing=label_smoothing, maskmix_prob=0.0,
+                         cutmix_label="transmix", partner=partner, **kwargs)
+
+
+class MixupCutMix(BatchMixer):
+    """The DeiT baseline: timm-style Mixup/CutMix with area labels."""
+
+    def __init__(self, num_classes: int, mixup_alpha: float = 0.8, cutmix_alpha: float = 1.0,
+                 switch_prob: float = 0.5, label_smoothing: float = 0.1, partner: str = "flip", **kwargs) -> None:
+        super().__init__(num_classes, mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha, switch_prob=switch_prob,
+                         label_smoothing=label_smoothing, maskmix_prob=0.0, cutmix_label="area", partner=partner,
+                         **kwargs)
+
+
+class NoMix(BatchMixer):
+    """No mixing; targets are the smoothed one-hot labels."""
+
+    def __init__(self, num_classes: int, label_smoothing: float = 0.1, **kwargs) -> None:
+        super().__init__(num_classes, mixup_alpha=0.0, cutmix_alpha=0.0, maskmix_prob=0.0,
+                         label_smoothing=label_smoothing, **kwargs)
+
+
+MIXERS = {"none": NoMix, "mixup_cutmix": MixupCutMix, "transmix": TransMix, "mixpro": MixPro, "custom": BatchMixer}
+
+
+def build_mixer(name: str, num_classes: int, **kwargs) -> BatchMixer:
+    """Build a mixer by name: one of ``MIXERS`` ('custom' exposes every :class:`BatchMixer` option)."""
+    if name not in MIXERS:
+        raise ValueError(f"unknown mixer {name!r}; expected one of {sorted(MIXERS)}")
+    return MIXERS[name](num_classes, **kwargs)
