@@ -133,7 +133,8 @@ class PyramidVisionTransformer(nn.Module):
         self.num_prefix_tokens = 1
         self.global_pool = global_pool
         norm_layer = partial(nn.LayerNorm, eps=1e-6)
-        drop_path = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        total = sum(depths)
+        drop_path = [drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # linear decay rule
 
         size, channels, first = img_size, in_chans, 0
         for stage in range(4):

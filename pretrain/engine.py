@@ -1,0 +1,194 @@
+"""Training and evaluation loops. They know nothing of the model family: the mixer decides the
+labels, and an attention probe (or None) supplies the class-token attention when labels need it.
+
+The step never reads a device value back to the host; the loss is checked for NaN/inf and the
+progress bar updated every ``print_freq`` steps and at the end of the epoch.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+from tqdm import tqdm
+
+from mixpro import BatchMixer, soft_target_cross_entropy
+from mixpro.mixer import KINDS
+
+from .data import BadImageCounter
+from .distributed import all_reduce_sum
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class StepOptions:
+    amp: str = "bf16"
+    clip_grad: float = 0.0
+    channels_last: bool = False
+    print_freq: int = 50
+
+    def autocast(self, device: torch.device):
+        dtype = AMP_DTYPES[self.amp]
+        if dtype is None:
+            return nullcontext()
+        return torch.autocast(device.type, dtype=dtype)
+
+
+class LabelStatistics:
+    """Per-epoch distribution of alpha, lam_area and lam_attn on MaskMix batches, and batch kinds.
+
+    Values are binned on the device (100 bins on [0, 1]); means and quantiles are read once at
+    the end of the epoch."""
+
+    BINS = 100
+    NAMES = ("alpha", "lam_area", "lam_attn")
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.hist = {name: torch.zeros(self.BINS, device=device, dtype=torch.float64) for name in self.NAMES}
+        self.sums = {name: torch.zeros((), device=device, dtype=torch.float64) for name in self.NAMES}
+        self.kinds = {kind: 0 for kind in KINDS}
+
+    def update(self, batch) -> None:
+        self.kinds[batch.kind] += 1
+        if batch.kind != "maskmix":
+            return
+        for name in self.NAMES:
+            value = getattr(batch, name)
+            if value is None:
+                continue
+            value = value.detach().double().clamp(0.0, 1.0)
+            self.hist[name] += torch.histc(value, bins=self.BINS, min=0.0, max=1.0)
+            self.sums[name] += value.sum()
+
+    def summary(self) -> Dict[str, float]:
+        out: Dict[str, float] = {}
+        kinds = all_reduce_sum(torch.tensor([self.kinds[k] for k in KINDS], device=self.device, dtype=torch.float64))
+        total = max(kinds.sum().item(), 1.0)
+        for kind, count in zip(KINDS, kinds.tolist()):
+            out[f"share_{kind}"] = count / total
+        for name in self.NAMES:
+            hist = all_reduce_sum(self.hist[name]).cpu()
+            count = hist.sum().item()
+            if count == 0:
+                continue
+            out[f"{name}_mean"] = all_reduce_sum(self.sums[name]).item() / count
+            cdf = hist.cumsum(0) / count
+            for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+                index = int(torch.searchsorted(cdf, torch.tensor(q, dtype=cdf.dtype)).item())
+                out[f"{name}_q{int(q * 100):02d}"] = (min(index, self.BINS - 1) + 0.5) / self.BINS
+        return out
+
+
+def _check_finite(nonfinite: torch.Tensor, epoch: int, step: int) -> None:
+    if bool(nonfinite.item()):
+        raise NonFiniteLossError(
+            f"non-finite training loss by epoch {epoch} step {step}: stopping before anything is saved, so the "
+            f"last checkpoint is the last good one. Try a lower --lr, --clip-grad, or --amp bf16 instead of fp16.")
+
+
+def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, probe, optimizer, scheduler, scaler,
+                    device: torch.device, epoch: int, options: StepOptions, bad_images: BadImageCounter,
+                    model_ema=None, show_progress: bool = True, reduce=all_reduce_sum) -> Dict[str, float]:
+    """One epoch of mixed training. ``probe`` is a ClsAttention (or None when the mixer never needs
+    attention). Returns mean loss, last lr, throughput, bad images and label statistics."""
+    model.train()
+    steps = len(loader)
+    first_update = epoch * steps
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    nonfinite = torch.zeros((), device=device, dtype=torch.bool)
+    stats = LabelStatistics(device)
+    progress = tqdm(total=steps, desc=f"epoch {epoch}", disable=not show_progress, dynamic_ncols=True)
+    start = window_start = time.perf_counter()
+    images_seen = window_images = 0
+    for step, (images, labels, bad) in enumerate(loader):
+        bad_images.update(bad)
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        if options.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        batch = mixer(images, labels)
+        with options.autocast(device):
+            logits = model(batch.images)
+        attn = probe.pop() if probe is not None else None
+        targets = mixer.targets(batch, logits, attn if mixer.label_mode(batch.kind) != "area" else None)
+        loss = soft_target_cross_entropy(logits, targets)
+
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if options.clip_grad > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step_update(num_updates=first_update + step + 1)
+        if model_ema is not None:
+            model_ema.update(model, step=first_update + step + 1)
+
+        loss = loss.detach()
+        loss_sum += loss
+        nonfinite |= ~torch.isfinite(loss)
+        stats.update(batch)
+        images_seen += images.shape[0]
+        window_images += images.shape[0]
+        if (step + 1) % options.print_freq == 0 or step + 1 == steps:
+            _check_finite(nonfinite, epoch, step)
+            bad_images.check(reduce)
+            now = time.perf_counter()
+            progress.set_postfix(loss=f"{loss.item():.4f}", lr=f"{optimizer.param_groups[0]['lr']:.3g}",
+                                 img_s=f"{window_images / max(now - window_start, 1e-9):.0f}")
+            progress.update((step + 1) - progress.n)
+            window_start, window_images = now, 0
+    progress.close()
+    elapsed = time.perf_counter() - start
+    totals = reduce(torch.stack([loss_sum, torch.tensor(float(steps), device=device, dtype=torch.float64),
+                                 torch.tensor(float(images_seen), device=device, dtype=torch.float64)]))
+    loss_total, step_total, image_total = totals.tolist()
+    return {
+        "train_loss": loss_total / step_total,
+        "train_lr": optimizer.param_groups[0]["lr"],
+        "train_img_per_s": image_total / elapsed,
+        "train_time_s": elapsed,
+        "bad_images": bad_images.check(reduce),
+        **{f"train_{key}": value for key, value in stats.summary().items()},
+    }
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, device: torch.device, options: StepOptions,
+             show_progress: bool = False, reduce=all_reduce_sum) -> Dict[str, float]:
+    """Top-1 / top-5 accuracy (%) and cross-entropy over the whole (sharded) loader."""
+    model.eval()
+    sums = torch.zeros(4, device=device, dtype=torch.float64)  # correct@1, correct@5, loss, count
+    for images, labels, _ in tqdm(loader, desc="eval", disable=not show_progress, dynamic_ncols=True):
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        if options.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with options.autocast(device):
+            logits = model(images)
+        logits = logits.float()
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        hits = top5 == labels[:, None]
+        sums += torch.stack([hits[:, 0].sum(), hits.any(1).sum(),
+                             torch.nn.functional.cross_entropy(logits, labels, reduction="sum"),
+                             torch.tensor(labels.shape[0], device=device)]).double()
+    correct1, correct5, loss, count = reduce(sums).tolist()
+    if count == 0:
+        raise ValueError("evaluation loader is empty")
+    return {"val_top1": 100.0 * correct1 / count, "val_top5": 100.0 * correct5 / count,
+            "val_loss": loss / count, "val_images": int(count)}
+
+
+def lr_for_batch(base_lr: float, global_batch: int, base_batch: int) -> float:
+    """Linear scaling rule: base_lr at base_batch images per step (0 disables scaling)."""
+    if base_batch <= 0:
+        return base_lr
+    return base_lr * global_batch / base_batch

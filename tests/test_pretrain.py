@@ -1,0 +1,266 @@
+"""Pretraining program end to end on generated image folders (CPU, tiny models)."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+import pretrain.models  # noqa: F401
+from mixpro import ClsAttention
+from pretrain import checkpoint as ckpt
+from pretrain import engine
+from pretrain.config import parse_args
+from pretrain.data import DataLayoutError, RobustImageDataset
+from pretrain.main import build_mixer, main
+
+sys.path.insert(0, str(Path(__file__).parent))
+from imagefolder import make_image_folder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs" / "pretrain"
+
+TINY_VIT = ["--model", "vit_tiny_patch16_224", "--model-kwargs", "patch_size=8", "embed_dim=32", "depth=2",
+            "num_heads=2", "--input-size", "32", "--mask-patch-size", "16"]
+TINY_PVT = ["--model", "pvt_tiny", "--model-kwargs", "embed_dims=(16,32,32,64)", "num_heads=(1,1,2,2)",
+            "depths=(1,1,1,1)", "mlp_ratios=(2,2,2,2)", "--input-size", "64", "--mask-patch-size", "32"]
+FAST = ["--num-classes", "4", "--batch-size", "8", "--warmup-epochs", "0", "--lr-base-batch", "0", "--lr", "2e-3",
+        "--auto-augment", "", "--reprob", "0", "--color-jitter", "0", "--workers", "0", "--device", "cpu",
+        "--amp", "none", "--print-freq", "4", "--eval-crop-pct", "1.0", "--drop-path", "0.0"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("imagenet"), size=40)
+
+
+def run(recipe, arch, data_root, out, *extra):
+    args = ["--config", str(CONFIGS / f"deit_small_{recipe}.yaml"), "--data-path", str(data_root),
+            "--output-dir", str(out), *arch, *FAST, *extra]
+    main(parse_args(args))
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("recipe", ["baseline", "transmix", "mixpro"])
+@pytest.mark.parametrize("arch", [TINY_VIT, TINY_PVT], ids=["vit", "pvt"])
+def test_recipes_train_and_learn(recipe, arch, data_root, tmp_path):
+    log = run(recipe, arch, data_root, tmp_path, "--epochs", "3")
+    assert [row["epoch"] for row in log] == [0, 1, 2]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    assert log[-1]["val_loss"] < math.log(4)  # better than chance on 4 balanced classes
+    assert log[-1]["val_images"] == 32
+    config = (tmp_path / "config.yaml").read_text()
+    assert f"recipe: {recipe}" in config
+    if recipe == "mixpro":
+        assert any("train_alpha_mean" in row for row in log)
+    else:
+        assert all(row["train_share_maskmix"] == 0 for row in log)
+    for name in (ckpt.LAST, ckpt.BEST):
+        state = torch.load(tmp_path / name, map_location="cpu", weights_only=True)
+        assert state["config"]["recipe"] == recipe
+
+
+def test_kill_and_resume_is_exact(data_root, tmp_path, monkeypatch):
+    extra = ["--epochs", "4", "--workers", "2", "--save-every", "2"]
+    run("mixpro", TINY_VIT, data_root, tmp_path / "straight", *extra)
+
+    real_train = engine.train_one_epoch
+
+    def killed_in_epoch_two(*args, **kwargs):
+        if args[8] == 2:
+            raise KeyboardInterrupt("killed")
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr("pretrain.main.train_one_epoch", killed_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        run("mixpro", TINY_VIT, data_root, tmp_path / "resumed", *extra)
+    assert torch.load(tmp_path / "resumed" / ckpt.LAST, weights_only=True)["epoch"] == 1
+    monkeypatch.setattr("pretrain.main.train_one_epoch", real_train)
+    log = run("mixpro", TINY_VIT, data_root, tmp_path / "resumed", *extra, "--resume", "auto")
+
+    assert [row["epoch"] for row in log] == [0, 1, 2, 3]
+    straight = torch.load(tmp_path / "straight" / ckpt.LAST, weights_only=True)
+    resumed = torch.load(tmp_path / "resumed" / ckpt.LAST, weights_only=True)
+    for key, value in straight["model"].items():
+        assert torch.equal(value, resumed["model"][key]), key
+    assert straight["step"] == resumed["step"]
+    assert (tmp_path / "resumed" / ckpt.epoch_name(2)).is_file() and (tmp_path / "resumed" / ckpt.epoch_name(4)).is_file()
+
+
+def run_command(command, env):
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_two_gloo_processes_match_one(data_root, tmp_path):
+    # Same global batch of 8: one process x 8 or two x 4. Random augmentation and mixing are off (each
+    # process mixes its own shard), and SGD keeps float reduction-order noise from being amplified
+    # the way Adam's normalisation amplifies it for near-zero gradients.
+    common = ["--config", str(CONFIGS / "deit_small_baseline.yaml"), "--data-path", str(data_root), *TINY_VIT, *FAST,
+              "--epochs", "2", "--no-aug", "--mixup", "0", "--cutmix", "0", "--opt", "sgd", "--lr", "0.05"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single, double = tmp_path / "single", tmp_path / "double"
+    run_command([sys.executable, str(ROOT / "tools" / "pretrain.py"), *common, "--batch-size", "8",
+                 "--output-dir", str(single)], env)
+    run_command([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                 str(ROOT / "tools" / "pretrain.py"), *common, "--batch-size", "4", "--output-dir", str(double)], env)
+    one = torch.load(single / ckpt.LAST, weights_only=True)
+    two = torch.load(double / ckpt.LAST, weights_only=True)
+    assert len(two["rng"]) == 2 and len(one["rng"]) == 1
+    for key, value in one["model"].items():
+        assert torch.allclose(value, two["model"][key], atol=1e-5, rtol=1e-4), key
+    log_one = [json.loads(line) for line in (single / "log.jsonl").read_text().splitlines()]
+    log_two = [json.loads(line) for line in (double / "log.jsonl").read_text().splitlines()]
+    for a, b in zip(log_one, log_two):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["val_top1"] == b["val_top1"] and a["val_images"] == b["val_images"] == 32
+
+
+def test_corrupt_jpeg_is_skipped_and_counted(data_root, tmp_path):
+    root = make_image_folder(tmp_path / "data", per_class_train=6, per_class_val=2, size=40)
+    good = next((root / "train" / "n01440764").glob("*.JPEG"))
+    (root / "train" / "n01440764" / "zz_truncated.JPEG").write_bytes(good.read_bytes()[:300])
+    (root / "train" / "n01443537" / "zz_not_an_image.JPEG").write_bytes(b"definitely not a JPEG")
+
+    dataset = RobustImageDataset(str(root / "train"))
+    index = [i for i in range(len(dataset)) if "zz_truncated" in dataset.filename(i)][0]
+    image, label, bad = dataset[index]
+    assert bad == 1 and image.size == (40, 40)
+
+    log = run("baseline", TINY_VIT, root, tmp_path / "out", "--epochs", "1", "--max-bad-fraction", "0.2")
+    assert log[0]["bad_images"] == 2
+    with pytest.raises(RuntimeError, match="unreadable images"):
+        run("baseline", TINY_VIT, root, tmp_path / "strict", "--epochs", "1", "--max-bad-fraction", "0.01")
+
+
+def test_bad_data_root_shows_layout(tmp_path):
+    for root in (tmp_path / "missing", tmp_path):
+        with pytest.raises(DataLayoutError, match=r"train/<class>/<image>"):
+            run("baseline", TINY_VIT, root, tmp_path / "out", "--epochs", "1")
+    (tmp_path / "train").mkdir()
+    with pytest.raises(DataLayoutError, match="no class folders"):
+        run("baseline", TINY_VIT, tmp_path, tmp_path / "out", "--epochs", "1")
+
+
+def test_wrong_class_count_is_a_layout_error(data_root, tmp_path):
+    with pytest.raises(DataLayoutError, match="4 class folders but num_classes=10"):
+        run("baseline", TINY_VIT, data_root, tmp_path, "--epochs", "1", "--num-classes", "10")
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(data_root, tmp_path, monkeypatch):
+    real_loss = engine.soft_target_cross_entropy
+    calls = {"n": 0}
+
+    def loss_turns_nan(logits, targets):
+        calls["n"] += 1
+        loss = real_loss(logits, targets)
+        return loss * float("nan") if calls["n"] > 12 else loss  # epoch 0 has 12 steps
+
+    monkeypatch.setattr(engine, "soft_target_cross_entropy", loss_turns_nan)
+    with pytest.raises(engine.NonFiniteLossError, match="non-finite training loss by epoch 1"):
+        run("baseline", TINY_VIT, data_root, tmp_path, "--epochs", "3")
+    state = torch.load(tmp_path / ckpt.LAST, weights_only=True)
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(value).all() for value in state["model"].values())
+
+
+def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint_last.pth"
+    ckpt.save_atomic({"epoch": 1}, path)
+
+    def broken_save(obj, handle):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.save_atomic({"epoch": 2}, path)
+    assert torch.load(path, weights_only=True) == {"epoch": 1}
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_export_loads_weights_only_into_timm(data_root, tmp_path):
+    run("mixpro", TINY_PVT, data_root, tmp_path, "--epochs", "1")
+    exported = ckpt.export_weights(tmp_path / ckpt.BEST, tmp_path / "pvt.pth")
+    loaded = torch.load(tmp_path / "pvt.pth", map_location="cpu", weights_only=True)
+    meta = loaded["meta"]
+    assert meta["arch"] == "pvt_tiny" and meta["recipe"] == "mixpro" and meta["epoch"] == 1
+    assert meta["top1"] == pytest.approx(json.loads((tmp_path / "log.jsonl").read_text())["val_top1"])
+    model = timm.create_model(meta["arch"], num_classes=meta["num_classes"], img_size=meta["input_size"],
+                              **meta["model_kwargs"])
+    model.load_state_dict(loaded["state_dict"], strict=True)
+    assert set(loaded["state_dict"]) == set(exported["state_dict"])
+    with pytest.raises(ValueError, match="no EMA weights"):
+        ckpt.export_weights(tmp_path / ckpt.BEST, tmp_path / "ema.pth", use_ema=True)
+
+
+PAPER_PARAMS = {"pvt_tiny": 13.2, "pvt_small": 24.5, "pvt_medium": 44.2, "pvt_large": 61.4,
+                "deit_tiny_patch16_224": 5.7, "deit_small_patch16_224": 22.1, "deit_base_patch16_224": 86.6}
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_PARAMS))
+def test_parameter_counts_match_paper(name):
+    with torch.device("meta"):
+        model = timm.create_model(name)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    assert round(millions, 1) == pytest.approx(PAPER_PARAMS[name], abs=0.051)
+
+
+def test_pvt_keeps_original_key_layout():
+    with torch.device("meta"):
+        keys = set(timm.create_model("pvt_small").state_dict())
+    for key in ("patch_embed1.proj.weight", "pos_embed4", "cls_token", "block1.0.attn.q.weight",
+                "block1.0.attn.kv.weight", "block1.0.attn.sr.weight", "block4.2.attn.kv.bias", "norm.weight",
+                "head.weight"):
+        assert key in keys, key
+    assert not any(key.startswith("patch_embed.") for key in keys)
+
+
+def test_pvt_cls_attention_matches_explicit_attention():
+    torch.manual_seed(0)
+    model = timm.create_model("pvt_small").eval()
+    images = torch.randn(2, 3, 224, 224)
+    attn = model.block4[-1].attn
+    captured = {}
+    handle = attn.attn_drop.register_forward_hook(lambda m, i, o: captured.setdefault("attn", i[0]))
+    attn.fused_attn = False
+    with torch.no_grad():
+        expected_logits = model(images)
+    handle.remove()
+    attn.fused_attn = True
+    with ClsAttention(model) as probe, torch.no_grad():
+        logits = model(images)
+        row = probe.pop()
+    expected = captured["attn"][:, :, 0, 1:].mean(1)
+    assert row.shape == (2, 49) and probe.grid_size == (7, 7) and probe.patch_size == 32
+    assert torch.allclose(row, expected, atol=1e-5)
+    assert torch.allclose(logits, expected_logits, atol=1e-4)
+
+
+def test_pvt_mask_cells_must_be_multiples_of_32():
+    config = parse_args(["--model", "pvt_tiny", "--mask-patch-size", "48", "--num-classes", "4"])
+    with torch.device("meta"):
+        model = timm.create_model("pvt_tiny", num_classes=4)
+    with pytest.raises(ValueError, match="mask_patch_size=48.*patch_size=32"):
+        build_mixer(config, model)
+
+
+def test_yaml_bases_and_overrides():
+    config = parse_args(["--config", str(CONFIGS / "pvt_small_mixpro.yaml")])
+    assert (config.model, config.maskmix_prob, config.maskmix_label, config.partner) == ("pvt_small", 0.5, "pal", "perm")
+    assert config.lr == 1e-3 and config.lr_base_batch == 1024 and config.warmup_epochs == 20
+    config = parse_args(["--config", str(CONFIGS / "deit_small_ablation_maskmix_transmix.yaml"), "--epochs", "5"])
+    assert (config.cutmix, config.maskmix_label, config.epochs) == (0.0, "transmix", 5)
+    for name in sorted(CONFIGS.glob("[!_]*.yaml")):
+        parse_args(["--config", str(name)])
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("_base_: " + str(CONFIGS / "_mixpro.yaml") + "\nmaskmix_probability: 0.5\n")
+    with pytest.raises(ValueError, match="maskmix_probability"):
+        parse_args(["--config", str(bad)])

@@ -1,0 +1,22 @@
+"""Export the model weights of a pretraining checkpoint (timm key names) with metadata, for transfer
+(tools/convert_checkpoint.py) and evaluation (tools/robustness_report.py).
+
+    python tools/export_checkpoint.py output/deit_small_mixpro/checkpoint_best.pth deit_small_mixpro.pth [--ema]
+"""
+import argparse
+
+from pretrain.checkpoint import export_weights
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("checkpoint", help="a checkpoint written by tools/pretrain.py")
+    parser.add_argument("out", help="file to write: {'state_dict': ..., 'meta': {...}}")
+    parser.add_argument("--ema", action="store_true", help="export the EMA weights instead")
+    args = parser.parse_args()
+    exported = export_weights(args.checkpoint, args.out, use_ema=args.ema)
+    print(f"wrote {args.out}: {len(exported['state_dict'])} tensors, {exported['meta']}")
+
+
+if __name__ == "__main__":
+    main()
