@@ -4,7 +4,7 @@ The public API: the mixers (:class:`MixPro`, :class:`TransMix`, :class:`MixupCut
 :class:`BatchMixer`), :class:`ClsAttention` and :func:`soft_target_cross_entropy`; building blocks live
 in :mod:`mixpro.mask`, :mod:`mixpro.label` and :mod:`mixpro.attention`.
 """
-from .attention import AttentionSite, ClsAttention, attention_site, register_attention_adapter
+from .attention import AttentionOutput, AttentionSite, ClsAttention, attention_site, register_attention_adapter
 from .label import soft_target_cross_entropy
 from .mask import MaskMixGenerator
 from .mixer import MIXERS, BatchMixer, MixedBatch, MixPro, MixupCutMix, NoMix, TransMix, build_mixer
@@ -12,6 +12,7 @@ from .mixer import MIXERS, BatchMixer, MixedBatch, MixPro, MixupCutMix, NoMix, T
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionOutput",
     "AttentionSite",
     "BatchMixer",
     "ClsAttention",

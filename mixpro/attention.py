@@ -16,7 +16,7 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import nn
 
-__all__ = ["AttentionSite", "ClsAttention", "attention_site", "cls_attention_row", "register_attention_adapter"]
+__all__ = ["AttentionOutput", "AttentionSite", "ClsAttention", "attention_site", "cls_attention_row", "register_attention_adapter"]
 
 
 @dataclass
@@ -29,12 +29,15 @@ class AttentionSite:
         heads), in float32.
     grid_size: (h, w) token grid of that block, for token masks.
     patch_size: pixels per token side at that block; MaskMix cells must be a multiple of it.
+    attention: the block's attention module itself (benchmarks switch its ``fused_attn`` off to
+        reproduce the explicit attention of the official TransMix code).
     """
 
     module: nn.Module
     compute: Callable[[tuple, torch.Tensor], torch.Tensor]
     grid_size: Tuple[int, int]
     patch_size: int
+    attention: nn.Module
 
 
 _ADAPTERS: List[Tuple[Callable[[nn.Module], bool], Callable[[nn.Module], AttentionSite]]] = []
@@ -74,7 +77,7 @@ def cls_attention_row(q_cls: torch.Tensor, k: torch.Tensor, scale: float, num_pr
 
     q_cls: (B, H, D) class-token queries; k: (B, T, H, D) keys of all T tokens. Returns (B, T - prefix).
     """
-    logits = torch.einsum("bhd,bthd->bht", q_cls.float() * scale, k.float())
+    logits = torch.einsum("bhd,bthd->bht", q_cls.float() * scale, k.float())  # float32 even under autocast
     return logits.softmax(dim=-1)[..., num_prefix_tokens:].mean(dim=1)
 
 
@@ -100,12 +103,13 @@ def _timm_vit_site(model: nn.Module) -> AttentionSite:
 
     def compute(inputs: tuple, qkv_out: torch.Tensor) -> torch.Tensor:
         batch, tokens, _ = qkv_out.shape
+        qkv = qkv_out.view(batch, tokens, 3, num_heads, head_dim)
         with torch.autocast(qkv_out.device.type, enabled=False):
-            qkv = qkv_out.float().view(batch, tokens, 3, num_heads, head_dim)
-            return cls_attention_row(attn.q_norm(qkv[:, 0, 0]), attn.k_norm(qkv[:, :, 1]), scale, prefix)
+            return cls_attention_row(attn.q_norm(qkv[:, 0, 0].float()), attn.k_norm(qkv[:, :, 1].float()), scale,
+                                     prefix)
 
     return AttentionSite(module=attn.qkv, compute=compute, grid_size=tuple(model.patch_embed.grid_size),
-                         patch_size=patch_h)
+                         patch_size=patch_h, attention=attn)
 
 
 register_attention_adapter(_is_timm_vit, _timm_vit_site)
@@ -159,3 +163,21 @@ class ClsAttention:
 
     def __exit__(self, *exc) -> None:
         self.remove()
+
+
+class AttentionOutput(nn.Module):
+    """``model`` whose forward returns ``(logits, attention)``.
+
+    Reading ``probe.last`` after a compiled forward relies on torch.compile replaying the hook's side
+    effect, which not every torch version does; inside this forward the attention is read in the
+    same traced frame and becomes an output of the graph. ``probe`` defaults to ``ClsAttention(model)``.
+    """
+
+    def __init__(self, model: nn.Module, probe: Optional["ClsAttention"] = None) -> None:
+        super().__init__()
+        self.model = model
+        self.probe = probe if probe is not None else ClsAttention(model)
+
+    def forward(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(images)
+        return logits, self.probe.pop()

@@ -32,10 +32,18 @@ def smooth_one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.
 
 def mix_targets(y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor, num_classes: int,
                 smoothing: float = 0.0) -> torch.Tensor:
-    """lam * onehot(y_a) + (1 - lam) * onehot(y_b), both smoothed; lam is (B,) or a scalar."""
-    lam = torch.as_tensor(lam, dtype=torch.float32, device=y_a.device)
-    lam = lam.reshape(-1, 1) if lam.dim() else lam
-    return lam * smooth_one_hot(y_a, num_classes, smoothing) + (1.0 - lam) * smooth_one_hot(y_b, num_classes, smoothing)
+    """lam * onehot(y_a) + (1 - lam) * onehot(y_b), both smoothed; lam is (B,) or a scalar.
+
+    Built as smoothing / C everywhere plus two scatter-adds, so no one-hot matrix is materialised.
+    """
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
+    batch = y_a.shape[0]
+    weight_a = torch.as_tensor(lam, dtype=torch.float32, device=y_a.device).expand(batch).reshape(batch, 1)
+    weight_a = weight_a * (1.0 - smoothing)
+    targets = torch.full((batch, num_classes), smoothing / num_classes, device=y_a.device, dtype=torch.float32)
+    targets = targets.scatter_add(1, y_a.view(-1, 1).long(), weight_a)
+    return targets.scatter_add(1, y_b.view(-1, 1).long(), (1.0 - smoothing) - weight_a)
 
 
 def attention_lambda(attn: torch.Tensor, token_mask: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -50,7 +58,7 @@ def attention_lambda(attn: torch.Tensor, token_mask: torch.Tensor, eps: float = 
             f"shape: the mask must be built on the token grid of the attention's block"
         )
     attn = attn.float()
-    return (attn * token_mask.float()).sum(1) / attn.sum(1).clamp_min(eps)
+    return torch.linalg.vecdot(attn, token_mask.float()) / attn.sum(1).clamp_min(eps)
 
 
 def progressive_factor(logits: torch.Tensor, area_targets: torch.Tensor, detach: bool = False) -> torch.Tensor:

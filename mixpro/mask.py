@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +75,7 @@ def beta_cdf(x: torch.Tensor, beta: float, steps: int = 4096) -> torch.Tensor:
 class GridMask:
     """A batch of MaskMix masks.
 
-    pixel: (B, 1, H, W) float {0, 1}, 1 = pixel of x_a.
+    pixel: (B, 1, H, W) bool, True = pixel of x_a.
     cells: (B, gh, gw) bool, the cell grid before upsampling and cropping.
     lam_area: (B,) float, true fraction of x_a pixels in ``pixel``.
     """
@@ -84,10 +84,12 @@ class GridMask:
     cells: torch.Tensor
     lam_area: torch.Tensor
     mask_patch_size: int
+    source: "MaskMixGenerator"
 
     def tokens(self, grid_size: Sequence[int] | int) -> torch.Tensor:
-        """Token-level mask (B, h*w) for a token grid whose patches tile the cells exactly."""
-        return token_mask(self.pixel, grid_size)
+        """Token-level mask (B, h*w) float for a token grid whose patches tile the cells exactly."""
+        index = self.source.token_index(_pair(grid_size), self.cells.device)
+        return self.cells.flatten(1)[:, index].to(torch.float32)
 
 
 class MaskMixGenerator:
@@ -97,6 +99,9 @@ class MaskMixGenerator:
     drawn and floor(S * tau) of the S cells are set to 1 (taken from x_a). When the image size is not a
     multiple of the cell size (224 px with 64 px cells) the grid is ceil'd (4x4 cells) and cropped to
     the image; lam_area counts the pixels actually kept, so cropped border cells weigh less.
+
+    A handful of device kernels per batch: the cell of every pixel and token, and the pixel count of
+    every cell, are tables computed once, so a mask is one random ranking plus two gathers.
 
     Args:
         image_size: (H, W) of the mixed images.
@@ -132,21 +137,44 @@ class MaskMixGenerator:
         # floor(S * tau) = k exactly when tau lies in [k/S, (k+1)/S): sampling k from these
         # probabilities is an exact draw of floor(S * tau) that needs no Beta sampler on the device.
         edges = beta_cdf(torch.arange(self.num_cells + 2, dtype=torch.float64) / self.num_cells, self.beta)
-        self._count_probs = (edges[1:] - edges[:-1]).clamp_min(0.0).to(torch.float32)
-        self._count_probs_on: dict = {}
+        count_cdf = (edges[1:] - edges[:-1]).clamp_min(0.0).cumsum(0)
+        count_cdf = (count_cdf / count_cdf[-1]).to(torch.float32)
+        pixel_cell = self._cell_of(torch.arange(height) // mask_patch_size, torch.arange(width) // mask_patch_size)
+        cell_pixels = torch.bincount(pixel_cell, minlength=self.num_cells).to(torch.float32)
+        self._tables = {"count_cdf": count_cdf, "pixel_cell": pixel_cell, "cell_pixels": cell_pixels}
+        self._on_device: Dict[Tuple[str, str], torch.Tensor] = {}
 
-    def _probs(self, device: torch.device) -> torch.Tensor:
-        key = str(device)
-        if key not in self._count_probs_on:
-            self._count_probs_on[key] = self._count_probs.to(device)
-        return self._count_probs_on[key]
+    def _cell_of(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return (rows[:, None] * self.grid[1] + cols[None, :]).flatten()
+
+    def _table(self, name: str, device: torch.device) -> torch.Tensor:
+        key = (name, str(device))
+        if key not in self._on_device:
+            self._on_device[key] = self._tables[name].to(device)
+        return self._on_device[key]
+
+    def token_index(self, grid_size: Tuple[int, int], device: torch.device) -> torch.Tensor:
+        """Cell of every token of an (h, w) grid covering the image; the grid must tile the cells."""
+        key = f"tokens{grid_size}"
+        if key not in self._tables:
+            grid_h, grid_w = grid_size
+            height, width = self.image_size
+            if height % grid_h or width % grid_w or (height // grid_h) != (width // grid_w):
+                raise ValueError(f"token grid {grid_size} does not tile the {height}x{width} image in square patches")
+            check_mask_patch_size(self.mask_patch_size, height // grid_h)
+            patch = height // grid_h
+            self._tables[key] = self._cell_of(torch.arange(grid_h) * patch // self.mask_patch_size,
+                                              torch.arange(grid_w) * patch // self.mask_patch_size)
+        return self._table(key, device)
 
     def sample_counts(self, batch_size: int, device: torch.device, generator: Optional[torch.Generator] = None
                       ) -> torch.Tensor:
         """Number of masked cells per sample, (B, 1) int64: floor(S * tau), tau ~ Beta(beta, beta)."""
         draws = batch_size if self.per_sample_ratio else 1
-        counts = torch.multinomial(self._probs(device), draws, replacement=True, generator=generator)
-        return counts.view(-1, 1).expand(batch_size, 1)
+        # Inverse-CDF draw (torch.multinomial validates its input with a host read).
+        uniform = torch.rand(draws, device=device, generator=generator)
+        counts = torch.searchsorted(self._table("count_cdf", device), uniform, right=True)
+        return counts.clamp_max(self.num_cells).view(-1, 1).expand(batch_size, 1)
 
     def __call__(self, batch_size: int, device: torch.device | str = "cpu",
                  generator: Optional[torch.Generator] = None, counts: Optional[torch.Tensor] = None) -> GridMask:
@@ -155,23 +183,22 @@ class MaskMixGenerator:
             raise ValueError(f"generator is on {generator.device}, masks are drawn on {device}")
         if counts is None:
             counts = self.sample_counts(batch_size, device, generator)
-        # A random ranking of the cells per sample; the `counts` lowest ranks are masked.
-        scores = torch.rand(batch_size, self.num_cells, device=device, generator=generator)
-        ranks = scores.argsort(dim=1).argsort(dim=1)
-        cells = (ranks < counts.to(device)).view(batch_size, *self.grid)
+        # argsort of uniform scores is a uniformly random permutation of the cells, so its first
+        # `counts` entries (rank < counts) are a uniformly random subset of that size.
+        ranks = torch.rand(batch_size, self.num_cells, device=device, generator=generator).argsort(dim=1)
+        cells = ranks < counts.to(device)
         height, width = self.image_size
-        pixel = (
-            cells.to(torch.float32)
-            .repeat_interleave(self.mask_patch_size, dim=1)
-            .repeat_interleave(self.mask_patch_size, dim=2)[:, :height, :width]
-            .unsqueeze(1)
-        )
-        lam_area = pixel.mean(dim=(1, 2, 3))
-        return GridMask(pixel=pixel, cells=cells, lam_area=lam_area, mask_patch_size=self.mask_patch_size)
+        pixel = cells[:, self._table("pixel_cell", device)].view(batch_size, 1, height, width)
+        # Integer pixel counts summed in float32 are exact (no TF32 matmul), so lam_area is exactly
+        # the mean of the pixel mask.
+        kept = (cells.to(torch.float32) * self._table("cell_pixels", device)).sum(dim=1)
+        lam_area = kept / float(height * width)
+        return GridMask(pixel=pixel, cells=cells.view(batch_size, *self.grid), lam_area=lam_area,
+                        mask_patch_size=self.mask_patch_size, source=self)
 
 
 def token_mask(pixel_mask: torch.Tensor, grid_size: Sequence[int] | int, mode: str = "nearest") -> torch.Tensor:
-    """Downsample a (B, 1, H, W) pixel mask to a token grid, returned as (B, h*w) float.
+    """Downsample a (B, 1, H, W) pixel mask (bool or float) to a token grid, returned as (B, h*w) float.
 
     ``nearest`` is the nearest-neighbour downsampling of TransMix (paper Eq. 5); ``area`` gives the
     fraction of each token taken from x_a. Both agree on MaskMix masks, whose cells tile tokens.
@@ -179,6 +206,7 @@ def token_mask(pixel_mask: torch.Tensor, grid_size: Sequence[int] | int, mode: s
     grid_h, grid_w = _pair(grid_size)
     if pixel_mask.dim() != 4 or pixel_mask.shape[1] != 1:
         raise ValueError(f"pixel_mask must have shape (B, 1, H, W), got {tuple(pixel_mask.shape)}")
+    pixel_mask = pixel_mask.to(torch.float32)
     if mode == "nearest":
         small = F.interpolate(pixel_mask, size=(grid_h, grid_w), mode="nearest")
     elif mode == "area":
@@ -217,9 +245,9 @@ def cutmix_box(image_size: Sequence[int] | int, lam: float, rng: random.Random,
 
 def box_mask(image_size: Sequence[int] | int, box: Tuple[int, int, int, int], batch_size: int,
              device: torch.device | str = "cpu") -> torch.Tensor:
-    """(B, 1, H, W) float mask that is 0 inside ``box`` (pasted from x_b) and 1 elsewhere."""
+    """(B, 1, H, W) bool mask that is False inside ``box`` (pasted from x_b) and True elsewhere."""
     height, width = _pair(image_size)
     y0, y1, x0, x1 = box
-    mask = torch.ones(1, 1, height, width, device=device)
-    mask[..., y0:y1, x0:x1] = 0.0
+    mask = torch.ones(1, 1, height, width, device=device, dtype=torch.bool)
+    mask[..., y0:y1, x0:x1] = False
     return mask.expand(batch_size, 1, height, width)

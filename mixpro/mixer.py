@@ -30,10 +30,11 @@ PARTNERS = ("flip", "perm")
 
 @dataclass
 class MixedBatch:
-    """A mixed batch. ``images = mask * x_a + (1 - mask) * x_b`` (Mixup: lam_area * x_a + ...).
+    """A mixed batch: ``images = where(mask, x_a, x_b)`` (Mixup: lam_area * x_a + (1 - lam_area) * x_b).
 
     lam_area: (B,) fraction of x_a. token_mask: (B, N) fraction of x_a per token on the attention
-    block's grid, or None for Mixup / unmixed batches. After ``mixer.targets`` the label weights used
+    block's grid, or None for Mixup / unmixed batches. mask: (B, 1, H, W) bool, True on x_a pixels
+    (CutMix, MaskMix). After ``mixer.targets`` the label weights used
     are filled in: ``lam`` (B,), and on attention-labelled batches ``lam_attn`` and (PAL) ``alpha``.
     """
 
@@ -218,11 +219,12 @@ class BatchMixer:
             box, lam = cutmix_box(image_size, lam, self.rng, self.cutmix_minmax)
             mask = box_mask(image_size, box, batch_size, device)
             lam_area = torch.full((batch_size,), lam, device=device)
+            tokens = token_mask(mask[:1], self.token_grid(image_size)).expand(batch_size, -1)
         else:
             grid = self._maskmix_generator(image_size)(batch_size, device, self.generator)
             mask, lam_area = grid.pixel, grid.lam_area
-        mixed = torch.where(mask.bool(), images, partner_images)
-        tokens = token_mask(mask, self.token_grid(image_size))
+            tokens = grid.tokens(self.token_grid(image_size))
+        mixed = torch.where(mask, images, partner_images)
         return MixedBatch(mixed, labels, y_b, lam_area, tokens, kind, mask=mask)
 
     # -- labels -------------------------------------------------------------------------------------

@@ -94,11 +94,12 @@ def _check_finite(nonfinite: torch.Tensor, epoch: int, step: int) -> None:
             f"last checkpoint is the last good one. Try a lower --lr, --clip-grad, or --amp bf16 instead of fp16.")
 
 
-def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, probe, optimizer, scheduler, scaler,
+def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, optimizer, scheduler, scaler,
                     device: torch.device, epoch: int, options: StepOptions, bad_images: BadImageCounter,
                     model_ema=None, show_progress: bool = True, reduce=all_reduce_sum) -> Dict[str, float]:
-    """One epoch of mixed training. ``probe`` is a ClsAttention (or None when the mixer never needs
-    attention). Returns mean loss, last lr, throughput, bad images and label statistics."""
+    """One epoch of mixed training. ``model`` returns logits, or ``(logits, attention)`` when wrapped
+    in ``mixpro.AttentionOutput`` because the mixer's labels need the class-token attention.
+    Returns mean loss, last lr, throughput, bad images and label statistics."""
     model.train()
     steps = len(loader)
     first_update = epoch * steps
@@ -116,8 +117,8 @@ def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, probe, op
             images = images.contiguous(memory_format=torch.channels_last)
         batch = mixer(images, labels)
         with options.autocast(device):
-            logits = model(batch.images)
-        attn = probe.pop() if probe is not None else None
+            output = model(batch.images)
+        logits, attn = output if isinstance(output, tuple) else (output, None)
         targets = mixer.targets(batch, logits, attn if mixer.label_mode(batch.kind) != "area" else None)
         loss = soft_target_cross_entropy(logits, targets)
 

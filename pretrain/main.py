@@ -25,7 +25,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3
 
 import pretrain.models  # noqa: F401  (registers PVT v1 in timm)
-from mixpro import BatchMixer, ClsAttention, attention_site
+from mixpro import AttentionOutput, BatchMixer, attention_site
 
 from . import checkpoint as ckpt
 from .config import to_yaml
@@ -128,7 +128,6 @@ def train(config: argparse.Namespace) -> Dict:
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    probe = ClsAttention(model) if mixer.uses_attention else None
     model_ema = ModelEmaV3(model, decay=config.model_ema_decay) if config.model_ema else None
 
     global_batch = config.batch_size * dist_info.world_size
@@ -141,10 +140,10 @@ def train(config: argparse.Namespace) -> Dict:
                                        updates_per_epoch=len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
 
-    train_model = model
+    train_model = AttentionOutput(model) if mixer.uses_attention else model
     if dist_info.enabled:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
         train_model = torch.compile(train_model)
 
@@ -180,7 +179,7 @@ def train(config: argparse.Namespace) -> Dict:
     for epoch in range(start_epoch, config.epochs):
         train_sampler.set_epoch(epoch)
         loader_generator.manual_seed(config.seed * 100003 + epoch)
-        stats = train_one_epoch(train_model, train_loader, mixer, probe, optimizer, scheduler, scaler, device, epoch,
+        stats = train_one_epoch(train_model, train_loader, mixer, optimizer, scheduler, scaler, device, epoch,
                                 options, bad_images, model_ema=model_ema, show_progress=dist_info.is_main)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             stats.update(evaluate(model, val_loader, device, options))
@@ -204,8 +203,6 @@ def train(config: argparse.Namespace) -> Dict:
                                                  for k, v in stats.items() if not k.startswith("train_share")})
     if writer is not None:
         writer.close()
-    if probe is not None:
-        probe.remove()
     return record
 
 

@@ -114,3 +114,20 @@ def test_mixpro_step_end_to_end_learns_labels_with_attention():
     loss = torch.sum(-targets * logits.log_softmax(1), 1).mean()
     loss.backward()
     assert model.head.weight.grad.abs().sum() > 0
+
+
+def test_attention_output_under_torch_compile():
+    """Compiled, the attention comes out of the graph and equals the eager one."""
+    from mixpro import AttentionOutput
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, embed_dim=32,
+                              num_heads=2).eval()
+    wrapped = AttentionOutput(model)
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        eager_logits, eager_attn = wrapped(images)
+        compiled_logits, compiled_attn = torch.compile(wrapped)(images)
+    assert torch.allclose(compiled_attn, eager_attn, atol=1e-5)
+    assert torch.allclose(compiled_logits, eager_logits, atol=1e-4)
+    assert wrapped.probe.last is None  # popped inside the forward, nothing stale left behind

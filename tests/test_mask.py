@@ -34,7 +34,7 @@ def test_maskmix_patches_come_from_one_image(image_size, cell, patch):
         # The first half are ones mixed with zero partners: the image mean is the kept x_a fraction.
         first = out[: batch // 2].mean(dim=(1, 2, 3))
         assert torch.equal(mixed.lam_area[: batch // 2], first)
-        assert torch.equal(mixed.lam_area, mixed.mask.mean(dim=(1, 2, 3)))
+        assert torch.equal(mixed.lam_area, mixed.mask.float().mean(dim=(1, 2, 3)))
         # Token mask is binary and equals the per-token area fraction.
         grid = (height // patch, width // patch)
         area = token_mask(mixed.mask, grid, mode="area")
@@ -109,7 +109,7 @@ def test_token_mask_grid_for_pvt():
     grid = MaskMixGenerator(224, 64, (16, 32))(4, generator=torch.Generator().manual_seed(0))
     tokens = grid.tokens(7)
     assert tokens.shape == (4, 49)
-    expected = grid.pixel[:, 0, ::32, ::32].flatten(1)
+    expected = grid.pixel[:, 0, ::32, ::32].flatten(1).float()
     assert torch.equal(tokens, expected)
 
 
@@ -121,7 +121,7 @@ def test_cutmix_box_and_lambda():
         box, corrected = cutmix_box(224, lam, rng)
         y0, y1, x0, x1 = box
         mask = box_mask(224, box, 2)
-        assert corrected == pytest.approx(mask.mean().item(), abs=1e-7)
+        assert corrected == pytest.approx(mask.float().mean().item(), abs=1e-7)
         assert 0 <= y0 <= y1 <= 224 and 0 <= x0 <= x1 <= 224
         # Box sides follow sqrt(1 - lam) before clipping, as CutMix / timm.
         assert y1 - y0 <= int(224 * math.sqrt(1 - lam)) + 1

@@ -205,6 +205,23 @@ def test_no_host_reads_in_mixing_and_labels():
                 mixer.targets(batch, logits, attn)
 
 
+def test_no_scalar_reads_inside_torch_ops():
+    """Some torch ops read a value back internally (torch.multinomial validates its input with
+    .item()); on a GPU that is a synchronisation. The profiler sees them as _local_scalar_dense."""
+    from torch.profiler import ProfilerActivity, profile
+
+    images, labels = random_batch(batch=8, size=224)
+    attn = random_attention(8, 196)
+    for per_sample in (False, True):
+        mixer = MixPro(NUM_CLASSES, seed=0, per_sample_ratio=per_sample)
+        for kind in ("maskmix", "cutmix", "mixup"):
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                batch = mixer(images, labels, kind=kind)
+                mixer.targets(batch, torch.randn(8, NUM_CLASSES), attn)
+            names = {event.key for event in prof.key_averages()}
+            assert not names & {"aten::_local_scalar_dense", "aten::item"}, (kind, per_sample)
+
+
 def test_bad_parameters_raise_value_errors_naming_them():
     cases = {
         "maskmix_prob": dict(maskmix_prob=1.5),

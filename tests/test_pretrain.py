@@ -71,7 +71,7 @@ def test_kill_and_resume_is_exact(data_root, tmp_path, monkeypatch):
     real_train = engine.train_one_epoch
 
     def killed_in_epoch_two(*args, **kwargs):
-        if args[8] == 2:
+        if args[7] == 2:
             raise KeyboardInterrupt("killed")
         return real_train(*args, **kwargs)
 

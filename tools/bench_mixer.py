@@ -10,19 +10,22 @@ with fused attention kept (mixpro.ClsAttention).
 
 Prints a table (img/s, ms/step, ratio to 'none') and writes JSON.
 """
-from __future__ import annotations
 
 import argparse
 import json
 import platform
+import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import timm
-import torch
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
 
-from mixpro import BatchMixer, ClsAttention, build_mixer, soft_target_cross_entropy
+import timm  # noqa: E402
+import torch  # noqa: E402
+
+import pretrain.models  # noqa: E402,F401  (registers PVT v1)
+from mixpro import AttentionOutput, BatchMixer, attention_site, build_mixer, soft_target_cross_entropy  # noqa: E402
 
 POLICIES = ("none", "mixup_cutmix", "transmix", "mixpro")
 
@@ -32,7 +35,7 @@ class ExplicitLastBlockAttention:
     the full (B, H, T, T) matrix, as the official TransMix/MixPro code does."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        attn = model.blocks[-1].attn
+        attn = attention_site(model).attention
         attn.fused_attn = False
         self.prefix = model.num_prefix_tokens
         self.last = None
@@ -50,6 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="timm model (default: deit_small_patch16_224 on CUDA, "
                                                       "a 4-block 96-px ViT on CPU)")
+    parser.add_argument("--input-size", type=int, default=224, help="image size (with --model or on CUDA)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch-size", type=int, default=None, help="default: 128 on CUDA, 16 on CPU")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per policy (default 50 CUDA, 5 CPU)")
@@ -68,9 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def resolve_model(args: argparse.Namespace) -> tuple:
     """(timm name, create_model kwargs): DeiT-S on CUDA, a 4-block ViT-Tiny at 96 px on CPU."""
     if args.model is not None:
-        return args.model, {}
+        return args.model, {"img_size": args.input_size}
     if args.device.startswith("cuda"):
-        return "deit_small_patch16_224", {}
+        return "deit_small_patch16_224", {"img_size": args.input_size}
     return "vit_tiny_patch16_224", {"img_size": 96, "depth": 4}
 
 
@@ -81,12 +85,12 @@ def make_mixer(policy: str, patch_size: int) -> BatchMixer:
     return build_mixer(policy, 1000, **kwargs)
 
 
-def make_step(model, mixer, probe, optimizer, autocast_dtype, device_type, scaler):
+def make_step(model, mixer, optimizer, autocast_dtype, device_type, scaler):
     def step(images, labels):
         batch = mixer(images, labels)
         with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(batch.images)
-        attn = probe.pop() if probe is not None else None
+            output = model(batch.images)
+        logits, attn = output if isinstance(output, tuple) else (output, None)
         targets = mixer.targets(batch, logits, attn)
         loss = soft_target_cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -121,18 +125,19 @@ def main(argv=None) -> dict:
         model = timm.create_model(model_name, num_classes=1000, **model_kwargs).to(device)
         if args.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        patch = model.patch_embed.patch_size[0]
-        size = model.patch_embed.img_size
+        patch = attention_site(model).patch_size
+        size = (model_kwargs["img_size"],) * 2
         mixer = make_mixer(policy, patch)
-        probe = None
-        if policy == "transmix":
-            probe = ExplicitLastBlockAttention(model)
-        elif mixer.uses_attention:
-            probe = ClsAttention(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05, fused=on_cuda)
         scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
-        run_model = torch.compile(model) if args.compile else model
-        step = make_step(run_model, mixer, probe, optimizer, autocast_dtype, device.type, scaler)
+        run_model = model
+        if policy == "transmix":
+            run_model = AttentionOutput(model, ExplicitLastBlockAttention(model))
+        elif mixer.uses_attention:
+            run_model = AttentionOutput(model)
+        if args.compile:
+            run_model = torch.compile(run_model)
+        step = make_step(run_model, mixer, optimizer, autocast_dtype, device.type, scaler)
         images = torch.randn(batch_size, 3, *size, device=device)
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

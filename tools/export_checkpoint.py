@@ -3,9 +3,14 @@
 
     python tools/export_checkpoint.py output/deit_small_mixpro/checkpoint_best.pth deit_small_mixpro.pth [--ema]
 """
-import argparse
 
-from pretrain.checkpoint import export_weights
+import argparse
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
+
+from pretrain.checkpoint import export_weights  # noqa: E402
 
 
 def main() -> None:

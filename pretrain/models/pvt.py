@@ -244,7 +244,7 @@ def _pvt_attention_site(model: PyramidVisionTransformer) -> AttentionSite:
             return cls_attention_row(q_cls, k, scale, num_prefix_tokens=1)
 
     return AttentionSite(module=attn, compute=compute, grid_size=model.patch_embed4.grid_size,
-                         patch_size=model.cls_stride)
+                         patch_size=model.cls_stride, attention=attn)
 
 
 register_attention_adapter(lambda model: isinstance(model, PyramidVisionTransformer), _pvt_attention_site)
