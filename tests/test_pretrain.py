@@ -264,3 +264,14 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
     bad.write_text("_base_: " + str(CONFIGS / "_mixpro.yaml") + "\nmaskmix_probability: 0.5\n")
     with pytest.raises(ValueError, match="maskmix_probability"):
         parse_args(["--config", str(bad)])
+
+
+def test_tar_layout_trains(data_root, tmp_path):
+    import tarfile
+
+    for split in ("train", "val"):
+        with tarfile.open(tmp_path / f"{split}.tar", "w") as tar:
+            for folder in sorted((data_root / split).iterdir()):
+                tar.add(folder, arcname=folder.name)
+    log = run("baseline", TINY_VIT, tmp_path, tmp_path / "out", "--epochs", "1")
+    assert log[0]["val_images"] == 32 and log[0]["bad_images"] == 0
