@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import random
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import torch
 
@@ -98,3 +98,40 @@ def export_weights(checkpoint: Path, out: Path, use_ema: bool = False) -> Dict:
     exported = {"state_dict": weights, "meta": meta}
     save_atomic(exported, Path(out))
     return exported
+
+
+class CheckpointMismatchError(ValueError):
+    """Converted weights and the target model disagree on names or shapes."""
+
+
+def load_model_weights(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict]:
+    """Model weights and metadata from any checkpoint of ours: an export ({'state_dict', 'meta'}),
+    a training checkpoint ({'model', 'config', ...}) or a bare state dict of timm key names."""
+    state = load_checkpoint(path)
+    if "state_dict" in state and "meta" in state:
+        return dict(state["state_dict"]), dict(state["meta"])
+    if "model" in state and "config" in state:
+        config = state["config"]
+        return dict(state["model"]), {"arch": config["model"], "recipe": config.get("recipe", ""),
+                                      "epoch": state["epoch"] + 1, "source": str(path)}
+    if all(isinstance(value, torch.Tensor) for value in state.values()):
+        return dict(state), {"arch": None, "source": str(path)}
+    raise CheckpointMismatchError(f"{path}: not a checkpoint of this suite (expected an export with 'state_dict' "
+                                  f"and 'meta', a training checkpoint with 'model', or a plain state dict)")
+
+
+def check_state_dict(converted: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor], what: str,
+                     resizable: Tuple[str, ...] = ()) -> None:
+    """Every expected key present with its shape, nothing left over; one error listing every problem.
+    Keys in ``resizable`` may differ in shape (position embeddings the target interpolates)."""
+    missing = sorted(set(expected) - set(converted))
+    unused = sorted(set(converted) - set(expected))
+    shapes = sorted(f"{key}: {tuple(converted[key].shape)} vs {tuple(expected[key].shape)}"
+                    for key in set(converted) & set(expected)
+                    if converted[key].shape != expected[key].shape and key not in resizable)
+    if missing or unused or shapes:
+        lines = [f"{what}: the converted checkpoint does not fit the model"]
+        for title, items in (("missing", missing), ("unused", unused), ("shape mismatch", shapes)):
+            if items:
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
+        raise CheckpointMismatchError("\n".join(lines))

@@ -85,7 +85,8 @@ class Block(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping patch embedding: strided conv, then LayerNorm over channels."""
+    """Non-overlapping patch embedding: strided conv, then LayerNorm over channels (eps 1e-6 like
+    every norm here and in mmdet's PVT, so features transfer to the detector exactly)."""
 
     def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
@@ -93,7 +94,7 @@ class PatchEmbed(nn.Module):
         self.grid_size = (img_size // patch_size, img_size // patch_size)
         self.num_patches = self.grid_size[0] * self.grid_size[1]
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-        self.norm = nn.LayerNorm(embed_dim)
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, int, int]:
         x = self.proj(x)
@@ -183,14 +184,14 @@ class PyramidVisionTransformer(nn.Module):
         self.num_classes = num_classes
         self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
 
-    def _pos_embed(self, stage: int, height: int, width: int, has_cls: bool) -> torch.Tensor:
+    def _pos_embed(self, stage: int, height: int, width: int, with_cls: bool) -> torch.Tensor:
         pos = getattr(self, f"pos_embed{stage + 1}")
         grid = getattr(self, f"patch_embed{stage + 1}").grid_size
-        prefix, pos = (pos[:, :1], pos[:, 1:]) if has_cls else (None, pos)
+        cls_pos, pos = (pos[:, :1], pos[:, 1:]) if stage == 3 else (None, pos)  # stage 4 holds the cls slot
         if (height, width) != grid:
             pos = pos.reshape(1, grid[0], grid[1], -1).permute(0, 3, 1, 2)
             pos = F.interpolate(pos, size=(height, width), mode="bilinear").flatten(2).transpose(1, 2)
-        return pos if prefix is None else torch.cat([prefix, pos], dim=1)
+        return torch.cat([cls_pos, pos], dim=1) if with_cls else pos
 
     def _stage(self, stage: int, x: torch.Tensor, with_cls: bool) -> Tuple[torch.Tensor, int, int]:
         x, height, width = getattr(self, f"patch_embed{stage + 1}")(x)
