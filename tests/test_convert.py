@@ -107,3 +107,24 @@ def test_training_checkpoint_is_accepted(tmp_path):
     backbone.init_weights()
     merged = torch.cat([pvt.block1[0].attn.q.weight, pvt.block1[0].attn.kv.weight])
     assert torch.equal(backbone.layers[0][1][1].attn.attn.in_proj_weight, merged)
+
+
+def test_convert_cli_output_loads_into_stock_mmdet_pvt(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mmdet.models.backbones import PyramidVisionTransformer
+
+    root = Path(__file__).resolve().parents[1]
+    tool = [sys.executable, str(root / "tools" / "convert_checkpoint.py")]
+    source = export(tmp_path, timm.create_model("pvt_small"), "pvt_small")
+    out = tmp_path / "pvt_mmdet.pth"
+    subprocess.run([*tool, "--to", "mmdet", str(source), str(out), "--config",
+                    str(root / "configs" / "detection" / "mask-rcnn_pvt-s_fpn_1x_coco.py")], check=True,
+                   capture_output=True, timeout=300)
+    stock = PyramidVisionTransformer(**PVT_S, convert_weights=False)
+    stock.load_state_dict(torch.load(out, weights_only=True)["state_dict"], strict=True)
+    failed = subprocess.run([*tool, "--to", "mmseg", str(source), str(tmp_path / "x.pth")], capture_output=True,
+                            text=True, timeout=300)
+    assert failed.returncode != 0 and "error: not a timm DeiT/ViT checkpoint" in failed.stderr
