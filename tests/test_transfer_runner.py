@@ -126,6 +126,11 @@ def test_missing_inputs_fail_before_building(pascal, tiny_deit, tmp_path):
     config = seg_config(tmp_path, base, pascal, tmp_path / "missing.pth", LINEAR_HEAD, 2)
     with pytest.raises(SystemExit, match="backbone checkpoint .*missing.pth does not exist"):
         main("train", train=True, argv=[str(config)])
+    no_split = make_pascal_context(tmp_path / "no_split")
+    (no_split / "ImageSets" / "SegmentationContext" / "train.txt").unlink()
+    config = seg_config(tmp_path, base, no_split, tiny_deit, LINEAR_HEAD, 2)
+    with pytest.raises(SystemExit, match="train_dataloader dataset .*train.txt does not exist"):
+        main("train", train=True, argv=[str(config)])
     with pytest.raises(SystemExit, match="checkpoint .*absent.pth does not exist"):
         main("test", train=False, argv=[str(seg_config(tmp_path, base, pascal, tiny_deit, LINEAR_HEAD, 2)),
                                         str(tmp_path / "absent.pth")])
