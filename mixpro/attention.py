@@ -24,9 +24,9 @@ class AttentionSite:
     """Where and how to read a model's class-token attention.
 
     module: the module whose forward the hook observes.
-    compute: ``compute(inputs, output) -> (B, N)``, from that module's positional inputs and output:
-        the cls->patch attention (after softmax, cls and other prefix columns dropped, mean over
-        heads), in float32.
+    compute: ``compute(inputs, output) -> (B, H, N)``, from that module's positional inputs and
+        output: the cls->patch attention of each head (after softmax, cls and other prefix columns
+        dropped), in float32.
     grid_size: (h, w) token grid of that block, for token masks.
     patch_size: pixels per token side at that block; MaskMix cells must be a multiple of it.
     attention: the block's attention module itself (benchmarks switch its ``fused_attn`` off to
@@ -73,12 +73,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 
 
 def cls_attention_row(q_cls: torch.Tensor, k: torch.Tensor, scale: float, num_prefix_tokens: int) -> torch.Tensor:
-    """softmax(q_cls k^T * scale) with the prefix columns dropped, mean over heads, in float32.
+    """softmax(q_cls k^T * scale) with the prefix columns dropped, per head, in float32.
 
-    q_cls: (B, H, D) class-token queries; k: (B, T, H, D) keys of all T tokens. Returns (B, T - prefix).
+    q_cls: (B, H, D) class-token queries; k: (B, T, H, D) keys of all T tokens. Returns (B, H, T - prefix).
     """
     logits = torch.einsum("bhd,bthd->bht", q_cls.float() * scale, k.float())  # float32 even under autocast
-    return logits.softmax(dim=-1)[..., num_prefix_tokens:].mean(dim=1)
+    return logits.softmax(dim=-1)[..., num_prefix_tokens:]
 
 
 def _is_timm_vit(model: nn.Module) -> bool:
@@ -124,12 +124,14 @@ class ClsAttention:
 
     The model keeps its fused attention. ``probe.last`` keeps the autograd graph (as the official
     TransMix/MixPro code, whose labels are not detached from the attention); pass ``detach=True`` to
-    record constants. ``remove()`` (or leaving the ``with`` block) detaches the hook.
+    record constants. Heads are averaged (the paper's definition); ``head=i`` keeps head i alone
+    (DINO saliency uses head 1). ``remove()`` (or leaving the ``with`` block) detaches the hook.
     """
 
-    def __init__(self, model: nn.Module, detach: bool = False) -> None:
+    def __init__(self, model: nn.Module, detach: bool = False, head: Optional[int] = None) -> None:
         self.site = attention_site(model)
         self.detach = detach
+        self.head = head
         self.last: Optional[torch.Tensor] = None
         self._handle = self.site.module.register_forward_hook(self._record)
 
@@ -142,7 +144,8 @@ class ClsAttention:
         return self.site.patch_size
 
     def _record(self, module: nn.Module, inputs, output: torch.Tensor) -> None:
-        attn = self.site.compute(inputs, output)
+        per_head = self.site.compute(inputs, output)
+        attn = per_head.mean(dim=1) if self.head is None else per_head[:, self.head]
         self.last = attn.detach() if self.detach else attn
 
     def pop(self) -> torch.Tensor:

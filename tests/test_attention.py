@@ -131,3 +131,20 @@ def test_attention_output_under_torch_compile():
     assert torch.allclose(compiled_attn, eager_attn, atol=1e-5)
     assert torch.allclose(compiled_logits, eager_logits, atol=1e-4)
     assert wrapped.probe.last is None  # popped inside the forward, nothing stale left behind
+
+
+def test_single_head_selection():
+    torch.manual_seed(0)
+    model = timm.create_model("deit_tiny_patch16_224").eval()
+    images = torch.randn(2, 3, 224, 224)
+    attn_module = model.blocks[-1].attn
+    captured = {}
+    handle = attn_module.attn_drop.register_forward_hook(lambda m, i, o: captured.setdefault("attn", i[0]))
+    attn_module.fused_attn = False
+    with torch.no_grad():
+        model(images)
+    handle.remove()
+    attn_module.fused_attn = True
+    with ClsAttention(model, head=1) as probe, torch.no_grad():
+        model(images)
+        assert torch.allclose(probe.pop(), captured["attn"][:, 1, 0, 1:], atol=1e-5)

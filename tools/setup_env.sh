@@ -15,13 +15,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${1:-.venv}"
 PYTHON="${PYTHON:-python3}"
 CONSTRAINTS="${MIXPRO_CONSTRAINTS:-$ROOT/requirements/constraints.txt}"
+PINS="$ROOT/requirements/pins.txt"
 CACHE="${MIXPRO_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mixpro-suite}"
 MMCV_SPEC="$(grep -v '^#' "$ROOT/requirements/mmcv.txt" | head -n1)"
 MMCV_VERSION="${MMCV_SPEC#mmcv==}"
 
 [[ -f "$CONSTRAINTS" ]] || { echo "setup_env: constraints file not found: $CONSTRAINTS" >&2; exit 1; }
 
-fingerprint="$(cat "$CONSTRAINTS" "$ROOT/requirements/mmcv.txt" "$ROOT/pyproject.toml" "$ROOT/tools/setup_env.sh" \
+fingerprint="$(cat "$CONSTRAINTS" "$PINS" "$ROOT/requirements/mmcv.txt" "$ROOT/pyproject.toml" "$ROOT/tools/setup_env.sh" \
     | sha256sum | cut -c1-16)"
 stamp="$VENV/.mixpro-setup-$fingerprint"
 if [[ -f "$stamp" ]] && "$VENV/bin/python" -c "import mixpro, mmcv._ext" 2>/dev/null; then
@@ -36,10 +37,10 @@ if [[ ! -x "$VENV/bin/python" ]]; then
     "$PYTHON" -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-PIP=("$PY" -m pip install --quiet --disable-pip-version-check)
+PIP=("$PY" -m pip install --quiet --disable-pip-version-check -c "$PINS")
 
 log "installing torch/torchvision pinned by $CONSTRAINTS"
-"${PIP[@]}" -c "$CONSTRAINTS" torch torchvision numpy
+"${PIP[@]}" -c "$CONSTRAINTS" torch torchvision numpy setuptools
 
 if "$PY" -c "import mmcv, mmcv._ext, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
     log "mmcv $MMCV_VERSION with ops already installed"
@@ -53,7 +54,7 @@ else
         flock 9
         if ! ls "$wheel_dir"/mmcv-*.whl >/dev/null 2>&1; then
             log "building mmcv $MMCV_VERSION with ops for $build_tag (once; about 15 min on 2 cores)"
-            "${PIP[@]}" setuptools==80.9.0 wheel ninja
+            "${PIP[@]}" -c "$CONSTRAINTS" setuptools wheel ninja
             tmp="$(mktemp -d "$CACHE/wheels/.build.XXXXXX")"
             MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" "$PY" -m pip wheel --quiet --no-build-isolation --no-deps \
                 --no-binary mmcv -w "$tmp" "$MMCV_SPEC"
@@ -67,7 +68,8 @@ fi
 log "installing the suite and its dependencies"
 "${PIP[@]}" -c "$CONSTRAINTS" -e "$ROOT[mm,test]"
 
-"$PY" - <<'EOF'
+"$PY" -W ignore - <<'EOF'
+import pkg_resources  # mmengine imports it at run time
 import mmcv, mmcv.ops, mmdet, mmengine, mmseg, timm, torch, torchvision
 from mixpro import MixPro, TransMix, ClsAttention
 print(f"setup_env: torch {torch.__version__}, torchvision {torchvision.__version__}, timm {timm.__version__}, "

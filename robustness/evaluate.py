@@ -1,0 +1,188 @@
+"""Robustness evaluation of one model: ImageNet val top-1 with the occlusion sweep, ImageNet-A
+accuracy / calibration error / AURRA, ImageNet-O AUPR.
+
+Each benchmark is one pass over its data: a decoded batch is occluded at every level and mode on
+the device. Under torchrun every process takes a shard (no padding) and the per-image results are
+gathered, so the numbers are those of a single process. bf16 autocast on GPUs.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import timm
+import torch
+from timm.data import resolve_data_config
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
+from mixpro import ClsAttention
+from pretrain.checkpoint import load_model_weights
+from pretrain.data import ShardSampler, collate
+from pretrain.distributed import all_gather_objects, all_reduce_sum
+
+from . import metrics
+from .data import EvalSet
+from .occlusion import occlusion_variants
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: torch.nn.Module
+    mean: torch.Tensor  # (1, 3, 1, 1) on the device
+    std: torch.Tensor
+    meta: Dict = field(default_factory=dict)
+
+    def logits(self, images01: torch.Tensor, amp: bool) -> torch.Tensor:
+        with torch.autocast(images01.device.type, dtype=torch.bfloat16, enabled=amp):
+            return self.model((images01 - self.mean) / self.std).float()
+
+
+def load_model(spec: str, device: torch.device) -> LoadedModel:
+    """``spec``: one of our checkpoints (export or training checkpoint), or ``TIMM_NAME=WEIGHTS_FILE``
+    for a timm model with local weights (e.g. a published DeiT-S)."""
+    name, sep, weights_file = spec.partition("=")
+    if sep:
+        if not Path(weights_file).is_file():
+            raise FileNotFoundError(f"--checkpoint {spec}: weights file {weights_file} does not exist")
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights_file))
+        meta = {"arch": name, "source": weights_file, "recipe": "timm"}
+        label = name
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise FileNotFoundError(f"--checkpoint {spec} does not exist")
+        weights, meta = load_model_weights(path)
+        if not meta.get("arch"):
+            raise ValueError(f"{spec} has no architecture in its metadata: export it with tools/export_checkpoint.py "
+                             f"or pass TIMM_NAME={spec}")
+        model = timm.create_model(meta["arch"], num_classes=meta.get("num_classes", 1000),
+                                  img_size=meta.get("input_size", 224), **meta.get("model_kwargs", {}))
+        model.load_state_dict(weights, strict=True)
+        label = path.stem
+    config = resolve_data_config({}, model=model)
+    model.to(device).eval()
+    mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
+    std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
+    return LoadedModel(label, model, mean, std, meta)
+
+
+def _loader(evalset: EvalSet, batch_size: int, workers: int, rank: int, world: int) -> DataLoader:
+    return DataLoader(evalset.dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                      sampler=ShardSampler(len(evalset.dataset), rank, world), pin_memory=torch.cuda.is_available())
+
+
+def _gather(arrays: Dict[str, List[float]]) -> Dict[str, np.ndarray]:
+    shards = all_gather_objects(arrays)
+    return {key: np.concatenate([np.asarray(shard[key], dtype=np.float64) for shard in shards]) for key in arrays}
+
+
+@dataclass
+class Settings:
+    batch_size: int = 64
+    workers: int = 4
+    amp: bool = True
+    seed: int = 0
+    repeats: int = 1
+    per_image: bool = False
+    rank: int = 0
+    world_size: int = 1
+    show_progress: bool = True
+
+
+def evaluate_imagenet_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
+                          saliency_model: Optional[LoadedModel] = None) -> Dict:
+    """Clean top-1 and every occlusion level from one pass. Saliency: ``saliency_model`` (DINO,
+    head 1, fed with the evaluated model's normalisation) or the model's own class attention."""
+    device = model.mean.device
+    if saliency_model is not None:
+        probe, source = ClsAttention(saliency_model.model, detach=True, head=1), "dino"
+    else:
+        try:
+            probe, source = ClsAttention(model.model, detach=True), "own_attention"
+        except TypeError:
+            probe, source = None, None
+    generator = torch.Generator(device=device).manual_seed(settings.seed + settings.rank)
+    counts: Dict[str, torch.Tensor] = {}
+    total = 0
+    loader = _loader(evalset, settings.batch_size, settings.workers, settings.rank, settings.world_size)
+    with torch.no_grad():
+        for images, labels, _ in tqdm(loader, desc=f"{model.name} imagenet val", disable=not settings.show_progress):
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            clean = model.logits(images, settings.amp)
+            saliency = None
+            if probe is not None:
+                if saliency_model is not None:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.amp):
+                        saliency_model.model((images - model.mean) / model.std)
+                saliency = probe.pop()
+            _count(counts, "clean", (clean.argmax(1) == labels).sum())
+            variants = occlusion_variants(images, saliency, generator=generator, per_image=settings.per_image,
+                                          repeats=settings.repeats)
+            for mode, level, repeat, occluded in variants:
+                logits = clean if (mode == "random" and level == 0.0) else model.logits(occluded, settings.amp)
+                _count(counts, f"{mode}|{level}|{repeat}", (logits.argmax(1) == labels).sum())
+            total += labels.shape[0]
+    if probe is not None:
+        probe.remove()
+    keys = sorted(counts)
+    summed = all_reduce_sum(torch.stack([counts[key] for key in keys]).double())
+    images_seen = int(all_reduce_sum(torch.tensor(float(total), device=device, dtype=torch.float64)).item())
+    accuracy = {key: 100.0 * value / images_seen for key, value in zip(keys, summed.tolist())}
+    occlusion: Dict[str, Dict[str, float]] = {}
+    for key, value in accuracy.items():
+        if key == "clean":
+            continue
+        mode, level, _ = key.split("|")
+        occlusion.setdefault(mode, {}).setdefault(level, []).append(value)
+    occlusion = {mode: {level: float(np.mean(values)) for level, values in levels.items()}
+                 for mode, levels in occlusion.items()}
+    return {"top1": accuracy["clean"], "images": images_seen, "occlusion": occlusion, "saliency": source}
+
+
+def _count(counts: Dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
+    counts[key] = counts[key] + value if key in counts else value
+
+
+def predictions(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dict[str, np.ndarray]:
+    """Per image, over the set's label space: max softmax probability, prediction and label."""
+    device = model.mean.device
+    columns = torch.tensor(evalset.logit_indices, device=device) if evalset.logit_indices else None
+    out: Dict[str, List[float]] = {"confidence": [], "prediction": [], "label": []}
+    loader = _loader(evalset, settings.batch_size, settings.workers, settings.rank, settings.world_size)
+    with torch.no_grad():
+        for images, labels, _ in tqdm(loader, desc=f"{model.name} {evalset.name}", disable=not settings.show_progress):
+            logits = model.logits(images.to(device, non_blocking=True), settings.amp)
+            if columns is not None:
+                logits = logits[:, columns]  # slice to the set's classes before softmax / argmax
+            confidence, prediction = logits.softmax(1).max(1)
+            out["confidence"] += confidence.tolist()
+            out["prediction"] += prediction.tolist()
+            out["label"] += labels.tolist()
+    return _gather(out)
+
+
+def evaluate_imagenet_a(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dict:
+    result = predictions(model, evalset, settings)
+    correct = (result["prediction"] == result["label"]).astype(np.float64)
+    return {"top1": metrics.top1(result["prediction"], result["label"]),
+            "calibration_error": metrics.calibration_error(result["confidence"], correct),
+            "aurra": metrics.aurra(result["confidence"], correct), "images": int(correct.size),
+            "confidence": result["confidence"].tolist(), "correct": correct.tolist()}
+
+
+def evaluate_imagenet_o(model: LoadedModel, ood: EvalSet, in_distribution: EvalSet, settings: Settings) -> Dict:
+    """Score = negative max softmax over ImageNet-O's 200 classes; OOD is the positive class."""
+    inside = predictions(model, in_distribution, settings)["confidence"]
+    outside = predictions(model, ood, settings)["confidence"]
+    score = -np.concatenate([inside, outside])
+    is_ood = np.concatenate([np.zeros(inside.size), np.ones(outside.size)])
+    return {**metrics.ood_scores(score, is_ood), "in_distribution_images": int(inside.size),
+            "ood_images": int(outside.size)}

@@ -1,0 +1,19 @@
+"""Compare checkpoints on occlusion, ImageNet-A and ImageNet-O, and write a report.
+
+    python tools/robustness_report.py --checkpoint deit_small_baseline.pth --checkpoint deit_small_mixpro.pth \
+        --imagenet-val /data/imagenet/val --imagenet-a /data/imagenet-a --imagenet-o /data/imagenet-o --out report/
+    torchrun --nproc_per_node 8 tools/robustness_report.py ...        (each process evaluates a shard)
+
+--checkpoint takes our exports or training checkpoints, or TIMM_NAME=WEIGHTS for a timm model with
+local weights. Benchmarks whose data is not given are skipped and marked so in the report.
+Writes OUT/report.md, report.json, table5.csv, occlusion.csv and PNG plots.
+"""
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
+
+from robustness.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    main(__doc__)
