@@ -81,3 +81,33 @@ def test_bad_inputs_are_clear_errors(trees, tmp_path):
                              str(trees["ours"]), "--imagenet-a", str(bad), "--out", str(tmp_path / "r"),
                              "--device", "cpu"], capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "n00000000" in result.stderr
+
+
+def test_dino_saliency_from_local_weights(trees, tmp_path):
+    dino = tmp_path / "dino_vits16.pth"
+    torch.save(timm.create_model("vit_small_patch16_224", num_classes=0).state_dict(), dino)  # DINO's layout
+    results = main("report", ["--checkpoint", str(trees["ours"]), "--imagenet-val", str(trees["val"]),
+                              "--dino", str(dino), "--out", str(tmp_path / "r"), "--device", "cpu", "--workers", "0"])
+    assert results["vit_random"]["imagenet_val"]["saliency"] == "dino"
+    assert "DINO ViT-S/16 head 1" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_two_processes_give_the_single_process_numbers(trees, tmp_path):
+    """Under torchrun each process evaluates a shard; gathered, the metrics are the single-process ones."""
+    common = ["--checkpoint", str(trees["ours"]), "--imagenet-a", str(trees["a"]), "--imagenet-o", str(trees["o"]),
+              "--imagenet-val", str(trees["val"]), "--device", "cpu", "--workers", "0", "--batch-size", "2"]
+    tool = str(ROOT / "tools" / "robustness_report.py")
+    env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+    for command, out in (([sys.executable, tool], "one"),
+                         ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29531", tool], "two")):
+        result = subprocess.run([*command, *common, "--out", str(tmp_path / out)], capture_output=True, text=True,
+                                timeout=600, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "report.json").read_text())["models"]["vit_random"]
+    two = json.loads((tmp_path / "two" / "report.json").read_text())["models"]["vit_random"]
+    assert two["imagenet_val"]["images"] == one["imagenet_val"]["images"] == 8
+    for bench, keys in (("imagenet_a", ("calibration_error", "aurra", "top1", "images")),
+                        ("imagenet_o", ("aupr", "auroc", "fpr_at_95_tpr", "ood_images"))):
+        for key in keys:
+            assert two[bench][key] == pytest.approx(one[bench][key], abs=1e-6), (bench, key)
