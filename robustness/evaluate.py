@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import timm
@@ -27,7 +27,7 @@ from pretrain.distributed import all_gather_objects, all_reduce_sum
 
 from . import metrics
 from .data import EvalSet
-from .occlusion import occlusion_variants
+from .occlusion import RANDOM_LEVELS, SALIENCY_LEVELS, occlusion_variants
 
 _logger = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ class Settings:
     seed: int = 0
     repeats: int = 1
     per_image: bool = False
+    random_levels: Sequence[int] = RANDOM_LEVELS
+    saliency_levels: Sequence[float] = SALIENCY_LEVELS
     rank: int = 0
     world_size: int = 1
     show_progress: bool = True
@@ -125,7 +127,8 @@ def evaluate_imagenet_val(model: LoadedModel, evalset: EvalSet, settings: Settin
                 saliency = probe.pop()
             _count(counts, "clean", (clean.argmax(1) == labels).sum())
             variants = occlusion_variants(images, saliency, generator=generator, per_image=settings.per_image,
-                                          repeats=settings.repeats)
+                                          repeats=settings.repeats, random_levels=settings.random_levels,
+                                          saliency_levels=settings.saliency_levels)
             for mode, level, repeat, occluded in variants:
                 logits = clean if (mode == "random" and level == 0.0) else model.logits(occluded, settings.amp)
                 _count(counts, f"{mode}|{level}|{repeat}", (logits.argmax(1) == labels).sum())
