@@ -1,0 +1,29 @@
+"""Plot pretraining logs: alpha by epoch, training loss, validation top-1 and error, one line per run.
+
+    python tools/plot_training.py output/deit_small_transmix/log.jsonl output/deit_small_mixpro/log.jsonl --out plots/
+
+Writes OUT/alpha.png, loss.png, top1.png and error.png.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
+
+from pretrain.plots import plot_training  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logs", nargs="+", type=Path, help="log.jsonl files written by tools/pretrain.py")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    try:
+        files = plot_training(args.logs, args.out)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"error: {error}")
+    print("wrote " + ", ".join(str(path) for path in files.values()))
+
+
+if __name__ == "__main__":
+    main()
