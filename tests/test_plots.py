@@ -50,3 +50,14 @@ def test_plot_training_writes_pngs(tmp_path):
     missing = subprocess.run([sys.executable, str(ROOT / "tools" / "plot_training.py"), str(tmp_path / "nope.jsonl"),
                               "--out", str(tmp_path / "p")], capture_output=True, text=True, timeout=300)
     assert missing.returncode != 0 and "does not exist" in missing.stderr
+
+
+def test_visualize_mixing_writes_the_grid(tmp_path):
+    out = tmp_path / "mixing.png"
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "visualize_mixing.py"), "--max-images", "3",
+                             "--model", "deit_tiny_patch16_224", "--mask-patch-size", "32", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with Image.open(out) as image:
+        assert image.size == (600, 800)  # 3 columns x 4 rows of 200 px
+        assert len(set(image.convert("L").getdata())) > 100

@@ -1,0 +1,79 @@
+"""A picture of what MixPro does (the paper's Fig. 1, 4 and 6): originals, MaskMix mixtures with
+their cell borders, CutMix mixtures for comparison, and the class attention of the last block on
+the MaskMix images as heat maps."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image  # noqa: E402
+from torchvision import transforms  # noqa: E402
+
+from mixpro import BatchMixer, ClsAttention, attention_site  # noqa: E402
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def load_images(folder: Path, size: int = 224, limit: int = 6) -> torch.Tensor:
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    if len(paths) < 2:
+        raise ValueError(f"{folder} needs at least two images to mix, found {len(paths)}")
+    prepare = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
+    return torch.stack([prepare(Image.open(path).convert("RGB")) for path in paths])
+
+
+def mixing_figure(images: torch.Tensor, model: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor,
+                  out: Path, mask_patch_size: int = 64, seed: int = 0, title: str = "") -> Path:
+    """Rows: originals, MaskMix (cell borders), CutMix (box), class attention on the MaskMix images."""
+    site = attention_site(model)
+    size = images.shape[-1]
+    mixer = BatchMixer(1000, patch_size=site.patch_size, mask_patch_size=mask_patch_size, maskmix_prob=1.0,
+                       partner="flip", seed=seed, generator=torch.Generator().manual_seed(seed))
+    labels = torch.zeros(images.shape[0], dtype=torch.long)
+    maskmix = mixer(images, labels, kind="maskmix")
+    cutmix = mixer(images, labels, kind="cutmix")
+    with ClsAttention(model, detach=True) as probe, torch.no_grad():
+        model.eval()((maskmix.images - mean) / std)
+        attn = probe.pop()
+    heat = attn.view(-1, 1, *site.grid_size)
+    heat = F.interpolate(heat / heat.amax(dim=(2, 3), keepdim=True), size=(size, size), mode="nearest")[:, 0]
+
+    columns = images.shape[0]
+    figure, axes = plt.subplots(4, columns, figsize=(2 * columns, 8), dpi=100)
+    rows = ("original", f"MaskMix ({mask_patch_size} px cells)", "CutMix", "class attention (MaskMix)")
+    for column in range(columns):
+        axes[0, column].imshow(images[column].permute(1, 2, 0))
+        axes[1, column].imshow(maskmix.images[column].permute(1, 2, 0).clamp(0, 1))
+        for line in range(mask_patch_size, size, mask_patch_size):
+            axes[1, column].axhline(line - 0.5, color="white", linewidth=0.6)
+            axes[1, column].axvline(line - 0.5, color="white", linewidth=0.6)
+        axes[1, column].set_xlabel(f"lam_area {maskmix.lam_area[column]:.2f}, lam_attn "
+                                   f"{(attn[column] * maskmix.token_mask[column]).sum() / attn[column].sum():.2f}",
+                                   fontsize=6)
+        axes[2, column].imshow(cutmix.images[column].permute(1, 2, 0).clamp(0, 1))
+        axes[3, column].imshow(maskmix.images[column].permute(1, 2, 0).clamp(0, 1))
+        axes[3, column].imshow(heat[column], cmap="jet", alpha=0.5)
+    for row, name in enumerate(rows):
+        axes[row, 0].set_ylabel(name, fontsize=7)
+    for axis in axes.flat:
+        axis.set_xticks([])
+        axis.set_yticks([])
+    figure.suptitle(title, fontsize=8)
+    figure.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    plt.close(figure)
+    return out
+
+
+def describe_model(checkpoint: Optional[str], model_name: str) -> str:
+    if checkpoint:
+        return f"attention of {checkpoint}"
+    return f"attention of a RANDOM-WEIGHT {model_name} (no --checkpoint given): the heat maps show no learned saliency"

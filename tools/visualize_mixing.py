@@ -1,0 +1,48 @@
+"""Picture MaskMix, CutMix and the class attention on mixed images (the paper's Fig. 1, 4 and 6).
+
+    python tools/visualize_mixing.py [--images tests/data/real_images] [--checkpoint deit_small_mixpro.pth] \
+        [--mask-patch-size 64] [--seed 0] --out mixing.png
+
+Without --checkpoint the attention comes from a random-weight model, and the picture's title says so.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
+
+import timm  # noqa: E402
+import torch  # noqa: E402
+
+from pretrain.visualize import describe_model, load_images, mixing_figure  # noqa: E402
+from robustness.evaluate import load_model  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=ROOT / "tests" / "data" / "real_images")
+    parser.add_argument("--checkpoint", help="our export / training checkpoint, or TIMM_NAME=WEIGHTS")
+    parser.add_argument("--model", default="deit_small_patch16_224", help="random-weight model without --checkpoint")
+    parser.add_argument("--mask-patch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-images", type=int, default=6)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    if args.checkpoint:
+        loaded = load_model(args.checkpoint, torch.device("cpu"))
+        model, mean, std = loaded.model, loaded.mean, loaded.std
+    else:
+        model = timm.create_model(args.model)
+        mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
+        std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
+    images = load_images(args.images, limit=args.max_images)
+    out = mixing_figure(images, model, mean, std, args.out, args.mask_patch_size, args.seed,
+                        describe_model(args.checkpoint, args.model))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
