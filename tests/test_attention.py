@@ -6,10 +6,9 @@ import torch
 from mixpro import ClsAttention, MixPro
 
 
-def explicit_cls_attention(model, images):
-    """The last block's attention matrix as timm computes it with fused attention off, read from the
-    input of its attention dropout; cls row, patch columns, mean over heads."""
-    attn_module = model.blocks[-1].attn
+def explicit_attention(model, attn_module, images):
+    """The full attention matrix (B, H, T, T) of ``attn_module`` as the model computes it with fused
+    attention off (read from the input of its attention dropout), and the model's logits."""
     captured = {}
     handle = attn_module.attn_drop.register_forward_hook(lambda m, i, o: captured.setdefault("attn", i[0]))
     fused = attn_module.fused_attn
@@ -20,8 +19,13 @@ def explicit_cls_attention(model, images):
     finally:
         attn_module.fused_attn = fused
         handle.remove()
-    prefix = model.num_prefix_tokens
-    return captured["attn"][:, :, 0, prefix:].mean(1), logits
+    return captured["attn"], logits
+
+
+def explicit_cls_attention(model, images):
+    """Last block, cls row, patch columns, mean over heads."""
+    matrix, logits = explicit_attention(model, model.blocks[-1].attn, images)
+    return matrix[:, :, 0, model.num_prefix_tokens:].mean(1), logits
 
 
 @pytest.mark.parametrize("name,kwargs", [
@@ -137,14 +141,7 @@ def test_single_head_selection():
     torch.manual_seed(0)
     model = timm.create_model("deit_tiny_patch16_224").eval()
     images = torch.randn(2, 3, 224, 224)
-    attn_module = model.blocks[-1].attn
-    captured = {}
-    handle = attn_module.attn_drop.register_forward_hook(lambda m, i, o: captured.setdefault("attn", i[0]))
-    attn_module.fused_attn = False
-    with torch.no_grad():
-        model(images)
-    handle.remove()
-    attn_module.fused_attn = True
+    matrix, _ = explicit_attention(model, model.blocks[-1].attn, images)
     with ClsAttention(model, head=1) as probe, torch.no_grad():
         model(images)
-        assert torch.allclose(probe.pop(), captured["attn"][:, 1, 0, 1:], atol=1e-5)
+        assert torch.allclose(probe.pop(), matrix[:, 1, 0, 1:], atol=1e-5)

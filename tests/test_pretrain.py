@@ -221,23 +221,17 @@ def test_pvt_keeps_original_key_layout():
 
 
 def test_pvt_cls_attention_matches_explicit_attention():
+    from test_attention import explicit_attention
+
     torch.manual_seed(0)
     model = timm.create_model("pvt_small").eval()
     images = torch.randn(2, 3, 224, 224)
-    attn = model.block4[-1].attn
-    captured = {}
-    handle = attn.attn_drop.register_forward_hook(lambda m, i, o: captured.setdefault("attn", i[0]))
-    attn.fused_attn = False
-    with torch.no_grad():
-        expected_logits = model(images)
-    handle.remove()
-    attn.fused_attn = True
+    matrix, expected_logits = explicit_attention(model, model.block4[-1].attn, images)
     with ClsAttention(model) as probe, torch.no_grad():
         logits = model(images)
         row = probe.pop()
-    expected = captured["attn"][:, :, 0, 1:].mean(1)
     assert row.shape == (2, 49) and probe.grid_size == (7, 7) and probe.patch_size == 32
-    assert torch.allclose(row, expected, atol=1e-5)
+    assert torch.allclose(row, matrix[:, :, 0, 1:].mean(1), atol=1e-5)
     assert torch.allclose(logits, expected_logits, atol=1e-4)
 
 
