@@ -111,6 +111,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--device", default="cuda", help="cuda or cpu (cpu is used when no GPU is present)")
     group.add_argument("--print-freq", type=int, default=50, help="progress and NaN checks every N steps")
     group.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=False)
+    group.add_argument("--benchmark", action="store_true",
+                       help="measure training img/s on synthetic images on the device (no data needed)")
+    group.add_argument("--benchmark-steps", type=int, default=100)
+    group.add_argument("--benchmark-warmup", type=int, default=20)
     return parser
 
 

@@ -216,3 +216,22 @@ def build_loaders(config, train: Dataset, val: Dataset, rank: int, world_size: i
     val_loader = DataLoader(val, batch_size=config.eval_batch_size or config.batch_size,
                             sampler=ShardSampler(len(val), rank, world_size), **common)
     return train_loader, val_loader, train_sampler, loader_generator
+
+
+class SyntheticBatches:
+    """``steps`` batches of random images and labels made once on the device, for throughput
+    measurements without disk or decoding. Iterates like a training loader."""
+
+    def __init__(self, batch_size: int, image_size: int, num_classes: int, steps: int, device: torch.device) -> None:
+        generator = torch.Generator(device=device).manual_seed(0)
+        self.images = torch.randn(batch_size, 3, image_size, image_size, device=device, generator=generator)
+        self.labels = torch.randint(0, num_classes, (batch_size,), device=device, generator=generator)
+        self.bad = torch.zeros(batch_size, dtype=torch.long)
+        self.steps = steps
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for _ in range(self.steps):
+            yield self.images, self.labels, self.bad

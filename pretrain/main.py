@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -29,7 +30,7 @@ from mixpro import AttentionOutput, BatchMixer, attention_site
 
 from . import checkpoint as ckpt
 from .config import to_yaml
-from .data import BadImageCounter, build_datasets, build_loaders
+from .data import BadImageCounter, SyntheticBatches, build_datasets, build_loaders
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .engine import StepOptions, evaluate, lr_for_batch, train_one_epoch
 
@@ -103,10 +104,84 @@ def main(config: argparse.Namespace) -> Dict:
     """Train, then leave the process group. Everything built by ``train`` (the DDP wrapper above all)
     is released first: a DDP reducer outliving its process group can hang the process at exit."""
     try:
-        return train(config)
+        return benchmark(config) if config.benchmark else train(config)
     finally:
         gc.collect()
         cleanup()
+
+
+@dataclass
+class TrainingParts:
+    mixer: BatchMixer
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    model_ema: Optional[ModelEmaV3]
+    train_model: torch.nn.Module
+    lr: float
+    global_batch: int
+
+
+def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo,
+                   updates_per_epoch: int) -> TrainingParts:
+    """Mixer, optimizer (lr scaled to the global batch), per-step scheduler, scaler, EMA, and the
+    model as trained: wrapped for attention labels, DDP and torch.compile as configured."""
+    mixer = build_mixer(config, model)
+    device = dist_info.device
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model_ema = ModelEmaV3(model, decay=config.model_ema_decay) if config.model_ema else None
+    global_batch = config.batch_size * dist_info.world_size
+    lr = lr_for_batch(config.lr, global_batch, config.lr_base_batch)
+    optimizer = create_optimizer_v2(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay,
+                                    eps=config.opt_eps, betas=tuple(config.opt_betas))
+    scheduler, _ = create_scheduler_v2(optimizer, sched=config.sched, num_epochs=config.epochs,
+                                       warmup_epochs=config.warmup_epochs, warmup_lr=config.warmup_lr,
+                                       min_lr=config.min_lr, step_on_epochs=False,
+                                       updates_per_epoch=updates_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    train_model = AttentionOutput(model) if mixer.uses_attention else model
+    if dist_info.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        train_model = torch.compile(train_model)
+    return TrainingParts(mixer, optimizer, scheduler, scaler, model_ema, train_model, lr, global_batch)
+
+
+def benchmark(config: argparse.Namespace) -> Dict:
+    """Training throughput on synthetic images already on the device (no disk, no decoding): the
+    real step of the recipe, ``--benchmark-steps`` timed after ``--benchmark-warmup``. Rank 0 writes
+    OUTPUT_DIR/benchmark.json."""
+    dist_info = init_distributed(config.device)
+    output_dir = Path(config.output_dir)
+    if dist_info.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    setup_logging(output_dir, dist_info.is_main)
+    seed_process(config.seed, dist_info.rank)
+    model = build_model(config)
+    parts = build_training(config, model, dist_info, config.benchmark_steps)
+    options = StepOptions(amp=config.amp, clip_grad=config.clip_grad, channels_last=config.channels_last,
+                          print_freq=max(config.benchmark_steps, 1))
+    bad_images = BadImageCounter(1.0, dist_info.device)
+    for steps, epoch in ((config.benchmark_warmup, 0), (config.benchmark_steps, 1)):
+        batches = SyntheticBatches(config.batch_size, config.input_size, config.num_classes, steps, dist_info.device)
+        stats = train_one_epoch(parts.train_model, batches, parts.mixer, parts.optimizer, parts.scheduler,
+                                parts.scaler, dist_info.device, epoch, options, bad_images,
+                                show_progress=dist_info.is_main)
+    result = {"model": config.model, "recipe": config.recipe, "batch_size": config.batch_size,
+              "global_batch": parts.global_batch, "processes": dist_info.world_size, "amp": config.amp,
+              "compile": config.compile, "channels_last": config.channels_last, "steps": config.benchmark_steps,
+              "img_per_s": stats["train_img_per_s"],
+              "ms_per_step": 1000 * stats["train_time_s"] / config.benchmark_steps,
+              "torch": torch.__version__, "timm": timm.__version__,
+              "device": torch.cuda.get_device_name(dist_info.device) if dist_info.device.type == "cuda" else "cpu"}
+    if dist_info.is_main:
+        (output_dir / "benchmark.json").write_text(json.dumps(result, indent=2) + "\n")
+        _logger.info("benchmark: %.1f img/s (%d processes x batch %d, %s, %s)", result["img_per_s"],
+                     dist_info.world_size, config.batch_size, config.amp, "compiled" if config.compile else "eager")
+    return result
 
 
 def train(config: argparse.Namespace) -> Dict:
@@ -123,29 +198,10 @@ def train(config: argparse.Namespace) -> Dict:
     train_set, val_set = build_datasets(config, model)
     train_loader, val_loader, train_sampler, loader_generator = build_loaders(
         config, train_set, val_set, dist_info.rank, dist_info.world_size)
-    mixer = build_mixer(config, model)
-
-    model.to(device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    model_ema = ModelEmaV3(model, decay=config.model_ema_decay) if config.model_ema else None
-
-    global_batch = config.batch_size * dist_info.world_size
-    lr = lr_for_batch(config.lr, global_batch, config.lr_base_batch)
-    optimizer = create_optimizer_v2(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay,
-                                    eps=config.opt_eps, betas=tuple(config.opt_betas))
-    scheduler, _ = create_scheduler_v2(optimizer, sched=config.sched, num_epochs=config.epochs,
-                                       warmup_epochs=config.warmup_epochs, warmup_lr=config.warmup_lr,
-                                       min_lr=config.min_lr, step_on_epochs=False,
-                                       updates_per_epoch=len(train_loader))
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-
-    train_model = AttentionOutput(model) if mixer.uses_attention else model
-    if dist_info.enabled:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        train_model = torch.compile(train_model)
+    parts = build_training(config, model, dist_info, len(train_loader))
+    mixer, optimizer, scheduler, scaler, model_ema, train_model = (
+        parts.mixer, parts.optimizer, parts.scheduler, parts.scaler, parts.model_ema, parts.train_model)
+    lr, global_batch = parts.lr, parts.global_batch
 
     start_epoch, best_top1 = 0, None
     resume_path = ckpt.resolve_resume(config.resume, output_dir)

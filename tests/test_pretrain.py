@@ -269,3 +269,12 @@ def test_tar_layout_trains(data_root, tmp_path):
                 tar.add(folder, arcname=folder.name)
     log = run("baseline", TINY_VIT, tmp_path, tmp_path / "out", "--epochs", "1")
     assert log[0]["val_images"] == 32 and log[0]["bad_images"] == 0
+
+
+def test_benchmark_mode_needs_no_data_and_writes_json(tmp_path):
+    main(parse_args(["--config", str(CONFIGS / "deit_small_mixpro.yaml"), *TINY_VIT, *FAST, "--benchmark",
+                     "--benchmark-steps", "3", "--benchmark-warmup", "1", "--output-dir", str(tmp_path)]))
+    result = json.loads((tmp_path / "benchmark.json").read_text())
+    assert result["steps"] == 3 and result["img_per_s"] > 0 and result["recipe"] == "mixpro"
+    assert result["ms_per_step"] == pytest.approx(1000 * 8 / result["img_per_s"], rel=1e-6)
+    assert not list(tmp_path.glob("checkpoint_*.pth"))
