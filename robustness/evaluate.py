@@ -158,7 +158,7 @@ def predictions(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dic
     """Per image, over the set's label space: max softmax probability, prediction and label."""
     device = model.mean.device
     columns = torch.tensor(evalset.logit_indices, device=device) if evalset.logit_indices else None
-    out: Dict[str, List[float]] = {"confidence": [], "prediction": [], "label": []}
+    parts: Dict[str, List[torch.Tensor]] = {"confidence": [], "prediction": [], "label": []}
     loader = _loader(evalset, settings.batch_size, settings.workers, settings.rank, settings.world_size)
     with torch.no_grad():
         for images, labels, _ in tqdm(loader, desc=f"{model.name} {evalset.name}", disable=not settings.show_progress):
@@ -166,10 +166,11 @@ def predictions(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dic
             if columns is not None:
                 logits = logits[:, columns]  # slice to the set's classes before softmax / argmax
             confidence, prediction = logits.softmax(1).max(1)
-            out["confidence"] += confidence.tolist()
-            out["prediction"] += prediction.tolist()
-            out["label"] += labels.tolist()
-    return _gather(out)
+            parts["confidence"].append(confidence)
+            parts["prediction"].append(prediction)
+            parts["label"].append(labels)
+    # One read back per set, not one per batch.
+    return _gather({key: torch.cat(values).tolist() if values else [] for key, values in parts.items()})
 
 
 def evaluate_imagenet_a(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dict:
