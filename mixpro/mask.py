@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "GridMask",
+    "random_subset",
     "MaskMixGenerator",
     "beta_cdf",
     "check_mask_patch_size",
@@ -43,6 +44,15 @@ def check_mask_patch_size(mask_patch_size: int, patch_size: int, name: str = "pa
             f"mask_patch_size={mask_patch_size} must be a positive multiple of {name}={patch_size} "
             f"so that every token of the model comes from one image only"
         )
+
+
+def random_subset(rows: int, size: int, counts, device: torch.device | str = "cpu",
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """(rows, size) bool with ``counts`` (an int or a (rows, 1) tensor) uniformly random entries set
+    per row. argsort of uniform scores is a uniformly random permutation, so its first ``counts``
+    positions (rank < counts) are a uniformly random subset of that size."""
+    ranks = torch.rand(rows, size, device=device, generator=generator).argsort(dim=1)
+    return ranks < counts
 
 
 def beta_cdf(x: torch.Tensor, beta: float, steps: int = 4096) -> torch.Tensor:
@@ -183,10 +193,7 @@ class MaskMixGenerator:
             raise ValueError(f"generator is on {generator.device}, masks are drawn on {device}")
         if counts is None:
             counts = self.sample_counts(batch_size, device, generator)
-        # argsort of uniform scores is a uniformly random permutation of the cells, so its first
-        # `counts` entries (rank < counts) are a uniformly random subset of that size.
-        ranks = torch.rand(batch_size, self.num_cells, device=device, generator=generator).argsort(dim=1)
-        cells = ranks < counts.to(device)
+        cells = random_subset(batch_size, self.num_cells, counts.to(device), device, generator)
         height, width = self.image_size
         pixel = cells[:, self._table("pixel_cell", device)].view(batch_size, 1, height, width)
         # Integer pixel counts summed in float32 are exact (no TF32 matmul), so lam_area is exactly

@@ -119,7 +119,7 @@ def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, optimizer
         with options.autocast(device):
             output = model(batch.images)
         logits, attn = output if isinstance(output, tuple) else (output, None)
-        targets = mixer.targets(batch, logits, attn if mixer.label_mode(batch.kind) != "area" else None)
+        targets = mixer.targets(batch, logits, attn)
         loss = soft_target_cross_entropy(logits, targets)
 
         optimizer.zero_grad(set_to_none=True)

@@ -17,7 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import timm
 import torch
@@ -73,9 +73,17 @@ def setup_logging(output_dir: Path, is_main: bool) -> None:
                         format="%(asctime)s %(name)s %(levelname)s: %(message)s", force=True)
 
 
-def seed_process(seed: int, rank: int) -> None:
-    torch.manual_seed(seed + rank)
-    random.seed(seed + rank)
+def start_process(config: argparse.Namespace) -> Tuple[DistInfo, Path]:
+    """Join the process group, make the output folder (rank 0), set up logging, seed per rank."""
+    dist_info = init_distributed(config.device)
+    output_dir = Path(config.output_dir)
+    if dist_info.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    barrier()
+    setup_logging(output_dir, dist_info.is_main)
+    torch.manual_seed(config.seed + dist_info.rank)
+    random.seed(config.seed + dist_info.rank)
+    return dist_info, output_dir
 
 
 def resume_from(path: Path, model, optimizer, scheduler, scaler, model_ema, mixer: BatchMixer,
@@ -154,12 +162,7 @@ def benchmark(config: argparse.Namespace) -> Dict:
     """Training throughput on synthetic images already on the device (no disk, no decoding): the
     real step of the recipe, ``--benchmark-steps`` timed after ``--benchmark-warmup``. Rank 0 writes
     OUTPUT_DIR/benchmark.json."""
-    dist_info = init_distributed(config.device)
-    output_dir = Path(config.output_dir)
-    if dist_info.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(output_dir, dist_info.is_main)
-    seed_process(config.seed, dist_info.rank)
+    dist_info, output_dir = start_process(config)
     model = build_model(config)
     parts = build_training(config, model, dist_info, config.benchmark_steps)
     options = StepOptions(amp=config.amp, clip_grad=config.clip_grad, channels_last=config.channels_last,
@@ -185,13 +188,7 @@ def benchmark(config: argparse.Namespace) -> Dict:
 
 
 def train(config: argparse.Namespace) -> Dict:
-    dist_info = init_distributed(config.device)
-    output_dir = Path(config.output_dir)
-    if dist_info.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    barrier()
-    setup_logging(output_dir, dist_info.is_main)
-    seed_process(config.seed, dist_info.rank)
+    dist_info, output_dir = start_process(config)
     device = dist_info.device
 
     model = build_model(config)

@@ -40,6 +40,16 @@ class LoadedModel:
     std: torch.Tensor
     meta: Dict = field(default_factory=dict)
 
+    @classmethod
+    def wrap(cls, name: str, model: torch.nn.Module, device: torch.device, meta: Optional[Dict] = None
+             ) -> "LoadedModel":
+        """Put ``model`` on ``device`` in eval mode with the normalisation of its timm data config."""
+        config = resolve_data_config({}, model=model)
+        model.to(device).eval()
+        mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
+        std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
+        return cls(name, model, mean, std, meta or {})
+
     def logits(self, images01: torch.Tensor, amp: bool) -> torch.Tensor:
         with torch.autocast(images01.device.type, dtype=torch.bfloat16, enabled=amp):
             return self.model((images01 - self.mean) / self.std).float()
@@ -67,11 +77,7 @@ def load_model(spec: str, device: torch.device) -> LoadedModel:
                                   img_size=meta.get("input_size", 224), **meta.get("model_kwargs", {}))
         model.load_state_dict(weights, strict=True)
         label = path.stem
-    config = resolve_data_config({}, model=model)
-    model.to(device).eval()
-    mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
-    return LoadedModel(label, model, mean, std, meta)
+    return LoadedModel.wrap(label, model, device, meta)
 
 
 def _loader(evalset: EvalSet, batch_size: int, workers: int, rank: int, world: int) -> DataLoader:

@@ -17,6 +17,8 @@ from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 
+from mixpro.mask import random_subset
+
 RANDOM_LEVELS = tuple(range(10))  # k: drop k * N // 10 patches
 SALIENCY_LEVELS = tuple(round(0.1 * i, 1) for i in range(1, 11))  # lambda
 
@@ -46,9 +48,8 @@ def random_drop(batch: int, num_patches: int, count: int, generator: Optional[to
     if not 0 <= count <= num_patches:
         raise ValueError(f"count must be in [0, {num_patches}], got {count}")
     rows = batch if per_image else 1
-    scores = torch.rand(rows, num_patches, generator=generator, device=generator.device if generator else device)
-    ranks = scores.argsort(dim=1).argsort(dim=1)
-    return (ranks < count).to(device).expand(batch, num_patches)
+    chosen = random_subset(rows, num_patches, count, generator.device if generator else device, generator)
+    return chosen.to(device).expand(batch, num_patches)
 
 
 def salient_set(saliency: torch.Tensor, lam: float) -> torch.Tensor:

@@ -22,13 +22,19 @@ def export(tmp_path, model, arch, name="model.pth"):
     return path
 
 
+def pretrained(backbone_class, config, path):
+    """The backbone built with ``config`` and initialised from ``path`` through its own loader."""
+    backbone = backbone_class(**config, init_cfg=dict(type="Pretrained", checkpoint=str(path)))
+    backbone.init_weights()
+    return backbone
+
+
 def test_deit_small_features_match_mmseg(tmp_path):
     torch.manual_seed(0)
     deit = timm.create_model("deit_small_patch16_224").eval()
     path = export(tmp_path, deit, "deit_small_patch16_224")
-    backbone = StrictLoadViT(**VIT_S, init_cfg=dict(type="Pretrained", checkpoint=str(path)))
-    backbone.init_weights()
-    backbone.eval()
+    backbone = pretrained(StrictLoadViT, VIT_S, path)
+    backbone.eval()  # mmseg's ViT.train() does not return the module
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         ours = deit.forward_features(images)[:, 1:].reshape(2, 14, 14, 384).permute(0, 3, 1, 2)
@@ -41,9 +47,8 @@ def test_pvt_small_stages_match_mmdet(tmp_path):
     torch.manual_seed(0)
     pvt = timm.create_model("pvt_small").eval()
     path = export(tmp_path, pvt, "pvt_small")
-    backbone = StrictLoadPVT(**PVT_S, init_cfg=dict(type="Pretrained", checkpoint=str(path)))
-    backbone.init_weights()
-    backbone.eval()
+    backbone = pretrained(StrictLoadPVT, PVT_S, path)
+    backbone.eval()  # mmseg's ViT.train() does not return the module
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         ours = pvt.forward_pyramid(images)
@@ -58,8 +63,7 @@ def test_mmseg_pos_embed_is_resized_to_the_crop(tmp_path):
     torch.manual_seed(0)
     deit = timm.create_model("deit_small_patch16_224")
     path = export(tmp_path, deit, "deit_small_patch16_224")
-    backbone = StrictLoadViT(**{**VIT_S, "img_size": (480, 480)}, init_cfg=dict(type="Pretrained", checkpoint=str(path)))
-    backbone.init_weights()
+    backbone = pretrained(StrictLoadViT, {**VIT_S, "img_size": (480, 480)}, path)
     assert backbone.pos_embed.shape == (1, 30 * 30 + 1, 384)
     assert torch.equal(backbone.pos_embed[:, 0], deit.pos_embed[:, 0])
     assert torch.equal(backbone.patch_embed.projection.bias, deit.patch_embed.proj.bias)
@@ -72,9 +76,8 @@ def test_missing_and_unused_keys_are_listed(tmp_path):
     path = tmp_path / "broken.pth"
     save_atomic({"state_dict": weights, "meta": {"arch": "deit_small_patch16_224"}}, path)
     # mmseg's default ViT has no patch bias: the converter reports it as unused instead of dropping it.
-    backbone = StrictLoadViT(**{**VIT_S, "patch_bias": False}, init_cfg=dict(type="Pretrained", checkpoint=str(path)))
     with pytest.raises(CheckpointMismatchError) as error:
-        backbone.init_weights()
+        pretrained(StrictLoadViT, {**VIT_S, "patch_bias": False}, path)
     message = str(error.value)
     assert "missing (1): layers.3.ffn.layers.0.0.bias" in message
     assert "unused (1): patch_embed.projection.bias" in message
@@ -83,14 +86,14 @@ def test_missing_and_unused_keys_are_listed(tmp_path):
 def test_wrong_architecture_is_a_clear_error(tmp_path):
     pvt_path = export(tmp_path, timm.create_model("pvt_tiny"), "pvt_tiny", "pvt.pth")
     with pytest.raises(CheckpointMismatchError, match="holds a pvt_tiny model.*DeiT/ViT"):
-        StrictLoadViT(**VIT_S, init_cfg=dict(type="Pretrained", checkpoint=str(pvt_path))).init_weights()
+        pretrained(StrictLoadViT, VIT_S, pvt_path)
     deit_path = export(tmp_path, timm.create_model("deit_tiny_patch16_224"), "deit_tiny_patch16_224", "deit.pth")
     with pytest.raises(CheckpointMismatchError, match="holds a deit_tiny_patch16_224 model.*PVT v1"):
-        StrictLoadPVT(**PVT_S, init_cfg=dict(type="Pretrained", checkpoint=str(deit_path))).init_weights()
+        pretrained(StrictLoadPVT, PVT_S, deit_path)
     # Right family, wrong size: shapes do not fit, and the error says which.
     small = export(tmp_path, timm.create_model("deit_tiny_patch16_224"), "deit_small_patch16_224", "lie.pth")
     with pytest.raises(CheckpointMismatchError, match="shape mismatch"):
-        StrictLoadViT(**VIT_S, init_cfg=dict(type="Pretrained", checkpoint=str(small))).init_weights()
+        pretrained(StrictLoadViT, VIT_S, small)
     with pytest.raises(CheckpointMismatchError, match="not a timm DeiT/ViT"):
         timm_vit_to_mmseg({"foo": torch.zeros(1)})
     with pytest.raises(CheckpointMismatchError, match="not a PVT v1"):
@@ -102,9 +105,7 @@ def test_training_checkpoint_is_accepted(tmp_path):
     pvt = timm.create_model("pvt_tiny")
     path = tmp_path / "checkpoint_last.pth"
     save_atomic({"model": pvt.state_dict(), "config": {"model": "pvt_tiny", "recipe": "transmix"}, "epoch": 3}, path)
-    backbone = StrictLoadPVT(**{**PVT_S, "num_layers": [2, 2, 2, 2]}, init_cfg=dict(type="Pretrained",
-                                                                                  checkpoint=str(path)))
-    backbone.init_weights()
+    backbone = pretrained(StrictLoadPVT, {**PVT_S, "num_layers": [2, 2, 2, 2]}, path)
     merged = torch.cat([pvt.block1[0].attn.q.weight, pvt.block1[0].attn.kv.weight])
     assert torch.equal(backbone.layers[0][1][1].attn.attn.in_proj_weight, merged)
 

@@ -60,10 +60,7 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = timm.create_model(args.model).to(device).eval()
-    mean = torch.tensor(model.pretrained_cfg["mean"], device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.pretrained_cfg["std"], device=device).view(1, 3, 1, 1)
-    loaded = LoadedModel(args.model, model, mean, std)
+    loaded = LoadedModel.wrap(args.model, timm.create_model(args.model), device)
     settings = Settings(batch_size=args.batch_size, workers=args.workers, amp=device.type == "cuda",
                         show_progress=False)
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 
 from pretrain.visualize import describe_model, load_images, mixing_figure  # noqa: E402
-from robustness.evaluate import load_model  # noqa: E402
+from robustness.evaluate import LoadedModel, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,15 +31,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    cpu = torch.device("cpu")
     if args.checkpoint:
-        loaded = load_model(args.checkpoint, torch.device("cpu"))
-        model, mean, std = loaded.model, loaded.mean, loaded.std
+        loaded = load_model(args.checkpoint, cpu)
     else:
-        model = timm.create_model(args.model)
-        mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
-        std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
+        loaded = LoadedModel.wrap(args.model, timm.create_model(args.model), cpu)
     images = load_images(args.images, limit=args.max_images)
-    out = mixing_figure(images, model, mean, std, args.out, args.mask_patch_size, args.seed,
+    out = mixing_figure(images, loaded.model, loaded.mean, loaded.std, args.out, args.mask_patch_size, args.seed,
                         describe_model(args.checkpoint, args.model))
     print(f"wrote {out}")
 
