@@ -8,9 +8,9 @@ DEMO_OUT ?= demo_output
 venv:
 	@bash tools/setup_env.sh $(VENV)
 
-# Until the end-to-end demo lands: one real training step of every mixing policy on CPU.
+# Pretraining -> transfer -> robustness report on scikit-learn's digits, on the CPU: $(DEMO_OUT)/report.md.
 demo: venv
-	$(PYTHON) tools/bench_mixer.py --steps 3 --repeats 1 --out $(DEMO_OUT)/bench_mixer.json
+	$(PYTHON) tools/demo.py --out $(DEMO_OUT)
 
 test: venv
 	$(PYTHON) -m pytest -q

@@ -76,6 +76,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("augmentation (DeiT recipe)")
     group.add_argument("--auto-augment", default="rand-m9-mstd0.5-inc1", help="timm auto-augment string; '' disables")
+    group.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0),
+                       help="RandomResizedCrop area range (timm's scale)")
     group.add_argument("--color-jitter", type=float, default=0.4)
     group.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
     group.add_argument("--remode", default="pixel")
@@ -127,8 +129,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def load_yaml_defaults(path: str, parser: argparse.ArgumentParser) -> Dict:
-    """Option values of a YAML file; ``_base_: other.yaml`` (relative to the file) is read first and
-    overridden, as OpenMMLab configs do."""
+    """Option values of a YAML file; ``_base_: other.yaml`` or a list of files (relative to the file,
+    later ones overriding earlier ones) is read first and overridden, as OpenMMLab configs do."""
     values = read_yaml_chain(Path(path))
     known = {action.dest for action in parser._actions}
     unknown = sorted(set(values) - known)
@@ -148,7 +150,10 @@ def read_yaml_chain(file: Path, seen: tuple = ()) -> Dict:
     base = values.pop("_base_", None)
     if base is None:
         return values
-    return {**read_yaml_chain(file.parent / base, seen + (file.resolve(),)), **values}
+    merged: Dict = {}
+    for name in [base] if isinstance(base, str) else base:  # later bases override earlier ones
+        merged.update(read_yaml_chain(file.parent / name, seen + (file.resolve(),)))
+    return {**merged, **values}
 
 
 def to_yaml(config: argparse.Namespace) -> str:

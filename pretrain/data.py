@@ -146,7 +146,8 @@ def build_transforms(config, model: torch.nn.Module) -> Tuple[Callable, Callable
                                        "interpolation": config.interpolation,
                                        "crop_pct": config.eval_crop_pct}, model=model)
     train = create_transform(
-        config.input_size, is_training=True, no_aug=config.no_aug, auto_augment=config.auto_augment or None,
+        config.input_size, is_training=True, no_aug=config.no_aug, scale=tuple(config.crop_scale),
+        auto_augment=config.auto_augment or None,
         color_jitter=config.color_jitter, re_prob=config.reprob, re_mode=config.remode, re_count=config.recount,
         interpolation=config.interpolation, mean=data_config["mean"], std=data_config["std"],
     )

@@ -75,5 +75,5 @@ def mixing_figure(images: torch.Tensor, model: torch.nn.Module, mean: torch.Tens
 
 def describe_model(checkpoint: Optional[str], model_name: str) -> str:
     if checkpoint:
-        return f"attention of {checkpoint}"
+        return f"attention of {Path(checkpoint.partition('=')[2] or checkpoint).name}"
     return f"attention of a RANDOM-WEIGHT {model_name} (no --checkpoint given): the heat maps show no learned saliency"

@@ -11,17 +11,30 @@ import torch
 from pretrain.distributed import cleanup, init_distributed
 
 from . import data
-from .evaluate import (Settings, evaluate_imagenet_a, evaluate_imagenet_o, evaluate_imagenet_val, load_model)
-from .report import write_report
+from .evaluate import Settings, evaluate_ood, evaluate_shifted, evaluate_val, load_model
+from .report import IMAGENET_TITLES, write_report
+
+# Benchmark key -> (command-line flag, what its data is).
+BENCHMARKS = {"val": ("--val", "clean top-1 and occlusion"), "shifted": ("--shifted", "shifted-set robustness"),
+              "ood": ("--ood", "OOD detection")}
 
 
 def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", action="append", required=True,
                         help="our export / training checkpoint, or TIMM_NAME=WEIGHTS_FILE; repeat to compare")
-    parser.add_argument("--imagenet-val", help="ImageNet val folder (one folder per wnid)")
-    parser.add_argument("--imagenet-a", help="ImageNet-A folder")
-    parser.add_argument("--imagenet-o", help="ImageNet-O folder (its in-distribution set comes from --imagenet-val)")
+    parser.add_argument("--val", "--imagenet-val", dest="val",
+                        help="validation folder, one folder per class (ImageNet val: one per wnid)")
+    parser.add_argument("--shifted", "--imagenet-a", dest="shifted", help="shifted set folder (ImageNet-A)")
+    parser.add_argument("--ood", "--imagenet-o", dest="ood",
+                        help="OOD folder (ImageNet-O); its in-distribution images come from --val")
+    parser.add_argument("--classes", help="file of the models' class folder names, one per line in logit order, "
+                                          "for a label space other than ImageNet-1k (the shifted and in-distribution "
+                                          "sets then use all of them)")
+    parser.add_argument("--names", nargs=3, metavar=("VAL", "SHIFTED", "OOD"),
+                        help="names of the three sets in the report (default: ImageNet val, IN-A, IN-O)")
+    parser.add_argument("--crop-pct", type=float, default=0.875,
+                        help="evaluation resize = model input size / crop_pct, then centre crop (256 -> 224)")
     parser.add_argument("--dino", help="local DINO ViT-S/16 weights (vit_small_patch16_224.dino) for saliency; "
                                        "without them each model's own class attention is used")
     parser.add_argument("--out", required=True, help="report folder")
@@ -32,42 +45,52 @@ def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.N
                         help="draw random patches per image (the reference draws one set per batch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 < args.crop_pct <= 1.0:
+        parser.error(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
+    return args
 
 
-def check_roots(args: argparse.Namespace) -> None:
-    for flag in ("imagenet_val", "imagenet_a", "imagenet_o"):
-        root = getattr(args, flag)
+def check_inputs(args: argparse.Namespace) -> None:
+    for key, (flag, _) in BENCHMARKS.items():
+        root = getattr(args, key)
         if root and not Path(root).is_dir():
-            raise SystemExit(f"error: --{flag.replace('_', '-')} {root} does not exist")
-    if args.imagenet_o and not args.imagenet_val:
-        raise SystemExit("error: --imagenet-o needs --imagenet-val: its in-distribution images are ImageNet val "
-                         "images of ImageNet-O's 200 classes")
+            raise SystemExit(f"error: {flag} {root} does not exist")
+    if args.ood and not args.val:
+        raise SystemExit("error: --ood needs --val: the in-distribution images of the OOD benchmark are the val "
+                         "images of its classes (for ImageNet-O, ImageNet val images of its 200 classes)")
     for spec in args.checkpoint:
         path = spec.partition("=")[2] or spec
         if not Path(path).is_file():
             raise SystemExit(f"error: checkpoint {path} does not exist")
     if args.dino and not Path(args.dino).is_file():
         raise SystemExit(f"error: --dino {args.dino} does not exist")
+    if args.classes and not Path(args.classes).is_file():
+        raise SystemExit(f"error: --classes {args.classes} does not exist")
+
+
+def build_sets(args: argparse.Namespace, titles: Dict[str, str]) -> Dict[str, data.EvalSet]:
+    space = data.read_class_list(args.classes) if args.classes else data.IMAGENET
+    sets = {}
+    if args.val:
+        sets["val"] = data.val_set(args.val, space, what=titles["val"])
+    if args.shifted:
+        sets["shifted"] = data.shifted_set(args.shifted, space, what=titles["shifted"])
+    if args.ood:
+        sets["ood"] = data.ood_set(args.ood, space, what=titles["ood"])
+        sets["ood_in"] = data.ood_in_distribution(args.val, space, what=titles["val"])
+    return sets
 
 
 def main(description: str, argv: Optional[List[str]] = None) -> Dict:
     args = parse_args(description, argv)
-    check_roots(args)
+    check_inputs(args)
+    titles = dict(zip(BENCHMARKS, args.names)) if args.names else dict(IMAGENET_TITLES)
     dist_info = init_distributed(args.device)
     logging.basicConfig(level=logging.INFO if dist_info.is_main else logging.WARNING)
     try:
-        sets = {}
-        if args.imagenet_val:
-            sets["imagenet_val"] = data.imagenet_val(args.imagenet_val)
-        if args.imagenet_a:
-            sets["imagenet_a"] = data.imagenet_a(args.imagenet_a)
-        if args.imagenet_o:
-            sets["imagenet_o"] = data.imagenet_o(args.imagenet_o)
-            sets["imagenet_o_in"] = data.imagenet_o_in_distribution(args.imagenet_val)
-        skipped = {name: f"no --{flag} given" for name, flag in
-                   (("imagenet_val / occlusion", "imagenet-val"), ("imagenet_a", "imagenet-a"),
-                    ("imagenet_o", "imagenet-o")) if not getattr(args, flag.replace("-", "_"))}
+        sets = build_sets(args, titles)
+        skipped = {key: f"no {flag} given" for key, (flag, _) in BENCHMARKS.items() if not getattr(args, key)}
         device = dist_info.device
         settings = Settings(batch_size=args.batch_size, workers=args.workers, amp=device.type == "cuda",
                             seed=args.seed, repeats=args.repeats, per_image=args.per_image, rank=dist_info.rank,
@@ -76,25 +99,28 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
         results: Dict[str, Dict] = {}
         for spec in args.checkpoint:
             model = load_model(spec, device)
+            for evalset in sets.values():
+                evalset.dataset.transform = model.transform(args.crop_pct)
             name = model.name if model.name not in results else f"{model.name} ({spec})"
             results[name] = {}
-            if "imagenet_val" in sets:
-                results[name]["imagenet_val"] = evaluate_imagenet_val(model, sets["imagenet_val"], settings, dino)
-            if "imagenet_a" in sets:
-                results[name]["imagenet_a"] = evaluate_imagenet_a(model, sets["imagenet_a"], settings)
-            if "imagenet_o" in sets:
-                results[name]["imagenet_o"] = evaluate_imagenet_o(model, sets["imagenet_o"], sets["imagenet_o_in"],
-                                                                  settings)
+            if "val" in sets:
+                results[name]["val"] = evaluate_val(model, sets["val"], settings, dino)
+            if "shifted" in sets:
+                results[name]["shifted"] = evaluate_shifted(model, sets["shifted"], settings)
+            if "ood" in sets:
+                results[name]["ood"] = evaluate_ood(model, sets["ood"], sets["ood_in"], settings)
             del model
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         notes = [f"checkpoints: {', '.join(args.checkpoint)}",
+                 f"label space: {args.classes or 'ImageNet-1k'}; evaluation resize input / {args.crop_pct}, "
+                 f"centre crop to each model's input size",
                  f"saliency: {'DINO ViT-S/16 head 1 from ' + args.dino if args.dino else 'each model’s own class attention (no --dino given)'}",
                  "calibration error: RMS over adaptive bins of 100 images, all bins including the last",
                  f"random dropping: {'per image' if args.per_image else 'one index set per batch (as the reference)'}, "
                  f"{args.repeats} repeat(s), seed {args.seed}"]
         if dist_info.is_main:
-            files = write_report(results, skipped, Path(args.out), notes)
+            files = write_report(results, skipped, Path(args.out), notes, titles)
             print(f"wrote {', '.join(str(path) for path in files.values())}")
         return results
     finally:

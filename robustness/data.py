@@ -1,10 +1,12 @@
-"""Evaluation sets mapped by wnid: ImageNet val, ImageNet-A, ImageNet-O and the in-distribution
-subset of ImageNet val for ImageNet-O.
+"""Evaluation sets mapped by class folder name: ImageNet val, ImageNet-A, ImageNet-O and the
+in-distribution subset of ImageNet val for ImageNet-O, or the same three roles (val, shifted, OOD)
+for any other label space given as a list of class folder names (:func:`custom_label_space`).
 
-Folders are matched to classes by their wnid name, never by ImageFolder's own numbering (a
-partial copy of ImageNet-A would otherwise shift every label). A folder whose name is not a class
-of the set is an error that names it. Images come out as float tensors in [0, 1] after resize 256 /
-centre crop 224 (the reference protocol); normalisation happens on the device, after occlusion.
+Folders are matched to classes by their name (the wnid for ImageNet), never by ImageFolder's own
+numbering (a partial copy of ImageNet-A would otherwise shift every label). A folder whose name is
+not a class of the set is an error that names it. Images come out as float tensors in [0, 1] after
+resize 256 / centre crop 224 (the reference protocol; :func:`eval_transform` for other sizes);
+normalisation happens on the device, after occlusion.
 """
 from __future__ import annotations
 
@@ -34,6 +36,37 @@ IMAGENET_O_WNIDS = read_list("imagenet_o_wnids.txt")
 IMAGENET_O_INDICES = [int(i) for i in read_list("imagenet_o_indices.txt")]
 
 
+@dataclass(frozen=True)
+class LabelSpace:
+    """The classes a model predicts (folder names in logit order) and the label spaces of the
+    shifted set (ImageNet-A: 200 classes) and of the OOD benchmark's in-distribution images
+    (ImageNet-O: 200 classes); ``*_indices`` are their logit columns (None: all of them)."""
+
+    name: str
+    classes: List[str]
+    shifted_classes: List[str]
+    shifted_indices: Optional[List[int]]
+    ood_classes: List[str]
+    ood_indices: Optional[List[int]]
+
+
+def custom_label_space(classes: Sequence[str]) -> LabelSpace:
+    """A label space of one's own (class folder names in logit order): the shifted set and the OOD
+    benchmark's in-distribution images use all of its classes; any folder name holds OOD images."""
+    classes = list(classes)
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"a class list needs distinct names, got {classes[:10]}")
+    return LabelSpace("custom", classes, classes, None, classes, None)
+
+
+def read_class_list(path) -> LabelSpace:
+    """``path``: one class folder name per line, in the order of the model's outputs."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"class list {path} does not exist (one class folder name per line, in logit order)")
+    return custom_label_space(path.read_text().split())
+
+
 def eval_transform(resize: int = 256, crop: int = 224) -> transforms.Compose:
     """Resize the shorter side, centre crop, to a [0, 1] tensor (no normalisation)."""
     return transforms.Compose([
@@ -47,7 +80,7 @@ def eval_transform(resize: int = 256, crop: int = 224) -> transforms.Compose:
 class EvalSet:
     """A dataset plus what its labels mean.
 
-    logit_indices: the columns of the 1000-way logits that form this set's label space (None: all).
+    logit_indices: the columns of the model's logits that form this set's label space (None: all).
     labels index that label space (positions in ``classes``); ``is_ood`` marks OOD images.
     """
 
@@ -58,14 +91,18 @@ class EvalSet:
     is_ood: bool = False
 
 
-def _class_folders(root: Path, allowed: Sequence[str], what: str) -> List[str]:
+def _class_folders(root: Path, allowed: Optional[Sequence[str]], what: str) -> List[str]:
+    """Sorted class folders of ``root``; each must be one of ``allowed`` (None: any name)."""
+    example = allowed[0] if allowed else "<class>"
     if not root.is_dir():
-        raise FileNotFoundError(f"{what} root {str(root)!r} does not exist; expected one folder per class wnid, "
-                                f"e.g. {root}/{allowed[0]}/*.JPEG")
+        raise FileNotFoundError(f"{what} root {str(root)!r} does not exist; expected one folder per class, "
+                                f"e.g. {root}/{example}/*.JPEG")
     folders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not folders:
-        raise FileNotFoundError(f"{what} root {str(root)!r} holds no class folders (expected wnid folders such as "
-                                f"{allowed[0]})")
+        raise FileNotFoundError(f"{what} root {str(root)!r} holds no class folders (expected folders such as "
+                                f"{example})")
+    if allowed is None:
+        return folders
     unknown = sorted(set(folders) - set(allowed))
     if unknown:
         raise ValueError(f"{what} root {str(root)!r} has folders that are not {what} classes: {unknown[:10]}"
@@ -77,43 +114,72 @@ def _dataset(root: Path, class_to_index: Dict[str, int], transform) -> RobustIma
     return RobustImageDataset(str(root), transform, class_map=class_to_index)
 
 
-def imagenet_val(root, transform=None) -> EvalSet:
+def val_set(root, space: LabelSpace, transform=None, what: str = "val") -> EvalSet:
     root = Path(root)
-    _class_folders(root, IMAGENET_WNIDS, "ImageNet val")
-    mapping = {wnid: index for index, wnid in enumerate(IMAGENET_WNIDS)}
-    return EvalSet("imagenet_val", _dataset(root, mapping, transform or eval_transform()), IMAGENET_WNIDS, None)
+    _class_folders(root, space.classes, what)
+    mapping = {name: index for index, name in enumerate(space.classes)}
+    return EvalSet("val", _dataset(root, mapping, transform or eval_transform()), space.classes, None)
+
+
+def shifted_set(root, space: LabelSpace, transform=None, what: str = "shifted") -> EvalSet:
+    """ImageNet-A and the like: labels are positions in the shifted label space, whose logit
+    columns are sliced out before softmax."""
+    root = Path(root)
+    _class_folders(root, space.shifted_classes, what)
+    mapping = {name: index for index, name in enumerate(space.shifted_classes)}
+    return EvalSet("shifted", _dataset(root, mapping, transform or eval_transform()), space.shifted_classes,
+                   space.shifted_indices)
+
+
+def ood_set(root, space: LabelSpace, transform=None, what: str = "OOD") -> EvalSet:
+    """OOD images (their folder labels are unused; every image is OOD). ImageNet-O's folders must be
+    its wnids; with a custom label space any folder names are accepted."""
+    root = Path(root)
+    if space.name == "imagenet":
+        folders = _class_folders(root, IMAGENET_O_WNIDS, what)
+    else:
+        folders = _class_folders(root, None, what)
+    mapping = {name: index for index, name in enumerate(folders)}
+    return EvalSet("ood", _dataset(root, mapping, transform or eval_transform()), space.ood_classes,
+                   space.ood_indices, is_ood=True)
+
+
+def ood_in_distribution(val_root, space: LabelSpace, transform=None, what: str = "val") -> EvalSet:
+    """The val images of the OOD benchmark's in-distribution classes (for ImageNet-O, the 10,000
+    ImageNet val images of its 200 classes)."""
+    root = Path(val_root)
+    folders = _class_folders(root, space.classes, what)
+    missing = sorted(set(space.ood_classes) - set(folders))
+    if missing:
+        _logger.warning("%s root %s lacks %d of the OOD benchmark's %d in-distribution classes (e.g. %s): the "
+                        "in-distribution set is incomplete and AUPR is not comparable with published numbers",
+                        what, root, len(missing), len(space.ood_classes), missing[:5])
+    mapping = {name: index for index, name in enumerate(space.ood_classes)}
+    return EvalSet("ood_in_distribution", _dataset(root, mapping, transform or eval_transform()), space.ood_classes,
+                   space.ood_indices)
+
+
+IMAGENET = LabelSpace("imagenet", IMAGENET_WNIDS, IMAGENET_A_WNIDS, IMAGENET_A_INDICES, IMAGENET_O_WNIDS,
+                      IMAGENET_O_INDICES)
+
+
+def imagenet_val(root, transform=None) -> EvalSet:
+    return val_set(root, IMAGENET, transform, "ImageNet val")
 
 
 def imagenet_a(root, transform=None) -> EvalSet:
     """ImageNet-A: labels are positions in the 200-class list; logits are sliced to its 200 columns."""
-    root = Path(root)
-    _class_folders(root, IMAGENET_A_WNIDS, "ImageNet-A")
-    mapping = {wnid: index for index, wnid in enumerate(IMAGENET_A_WNIDS)}
-    return EvalSet("imagenet_a", _dataset(root, mapping, transform or eval_transform()), IMAGENET_A_WNIDS,
-                   IMAGENET_A_INDICES)
+    return shifted_set(root, IMAGENET, transform, "ImageNet-A")
 
 
 def imagenet_o(root, transform=None) -> EvalSet:
-    """ImageNet-O's OOD images (their folder labels are unused; every image is OOD)."""
-    root = Path(root)
-    _class_folders(root, IMAGENET_O_WNIDS, "ImageNet-O")
-    mapping = {wnid: index for index, wnid in enumerate(IMAGENET_O_WNIDS)}
-    return EvalSet("imagenet_o", _dataset(root, mapping, transform or eval_transform()), IMAGENET_O_WNIDS,
-                   IMAGENET_O_INDICES, is_ood=True)
+    """ImageNet-O's OOD images, in folders named by their wnids."""
+    return ood_set(root, IMAGENET, transform, "ImageNet-O")
 
 
 def imagenet_o_in_distribution(val_root, transform=None) -> EvalSet:
     """The ImageNet val images of ImageNet-O's 200 classes (10,000 on the full val set)."""
-    root = Path(val_root)
-    folders = _class_folders(root, IMAGENET_WNIDS, "ImageNet val")
-    missing = sorted(set(IMAGENET_O_WNIDS) - set(folders))
-    if missing:
-        _logger.warning("ImageNet val root %s lacks %d of ImageNet-O's 200 classes (e.g. %s): the in-distribution "
-                        "set is incomplete and AUPR is not comparable with published numbers", root, len(missing),
-                        missing[:5])
-    mapping = {wnid: index for index, wnid in enumerate(IMAGENET_O_WNIDS)}
-    return EvalSet("imagenet_o_in_distribution", _dataset(root, mapping, transform or eval_transform()),
-                   IMAGENET_O_WNIDS, IMAGENET_O_INDICES)
+    return ood_in_distribution(val_root, IMAGENET, transform, "ImageNet val")
 
 
 def labels_of(dataset: RobustImageDataset) -> torch.Tensor:

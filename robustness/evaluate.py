@@ -1,5 +1,5 @@
-"""Robustness evaluation of one model: ImageNet val top-1 with the occlusion sweep, ImageNet-A
-accuracy / calibration error / AURRA, ImageNet-O AUPR.
+"""Robustness evaluation of one model: val top-1 with the occlusion sweep (ImageNet val), accuracy /
+calibration error / AURRA on a shifted set (ImageNet-A), AUPR against an OOD set (ImageNet-O).
 
 Each benchmark is one pass over its data: a decoded batch is occluded at every level and mode on
 the device. Under torchrun every process takes a shard (no padding) and the per-image results are
@@ -20,13 +20,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
-from mixpro import ClsAttention
+from mixpro import ClsAttention, attention_site
 from pretrain.checkpoint import load_model_weights
 from pretrain.data import ShardSampler, collate
 from pretrain.distributed import all_gather_objects, all_reduce_sum
 
 from . import metrics
-from .data import EvalSet
+from .data import EvalSet, eval_transform
 from .occlusion import RANDOM_LEVELS, SALIENCY_LEVELS, occlusion_variants
 
 _logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class LoadedModel:
     mean: torch.Tensor  # (1, 3, 1, 1) on the device
     std: torch.Tensor
     meta: Dict = field(default_factory=dict)
+    input_size: int = 224
 
     @classmethod
     def wrap(cls, name: str, model: torch.nn.Module, device: torch.device, meta: Optional[Dict] = None
@@ -48,7 +49,12 @@ class LoadedModel:
         model.to(device).eval()
         mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
         std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
-        return cls(name, model, mean, std, meta or {})
+        meta = meta or {}
+        return cls(name, model, mean, std, meta, int(meta.get("input_size") or config["input_size"][-1]))
+
+    def transform(self, crop_pct: float):
+        """The evaluation transform at this model's input size: resize to size / crop_pct, centre crop."""
+        return eval_transform(int(round(self.input_size / crop_pct)), self.input_size)
 
     def logits(self, images01: torch.Tensor, amp: bool) -> torch.Tensor:
         with torch.autocast(images01.device.type, dtype=torch.bfloat16, enabled=amp):
@@ -105,18 +111,30 @@ class Settings:
     show_progress: bool = True
 
 
-def evaluate_imagenet_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
-                          saliency_model: Optional[LoadedModel] = None) -> Dict:
+def occlusion_patch_size(model: torch.nn.Module) -> int:
+    """Side in pixels of the cells a model's class attention covers (16 for DeiT / ViT-B/16 and DINO
+    ViT-S/16, the stage-4 stride for PVT); 16 for models without an attention adapter."""
+    try:
+        return attention_site(model).patch_size
+    except TypeError:
+        return 16
+
+
+def evaluate_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
+                 saliency_model: Optional[LoadedModel] = None) -> Dict:
     """Clean top-1 and every occlusion level from one pass. Saliency: ``saliency_model`` (DINO,
-    head 1, fed with the evaluated model's normalisation) or the model's own class attention."""
+    head 1, fed with the evaluated model's normalisation) or the model's own class attention.
+    Patches are the cells of the saliency map (DINO's 16 px, or the model's own attention grid)."""
     device = model.mean.device
     if saliency_model is not None:
         probe, source = ClsAttention(saliency_model.model, detach=True, head=1), "dino"
+        patch_size = occlusion_patch_size(saliency_model.model)
     else:
         try:
             probe, source = ClsAttention(model.model, detach=True), "own_attention"
         except TypeError:
             probe, source = None, None
+        patch_size = occlusion_patch_size(model.model)
     generator = torch.Generator(device=device).manual_seed(settings.seed + settings.rank)
     counts: Dict[str, torch.Tensor] = {}
     total = 0
@@ -132,8 +150,9 @@ def evaluate_imagenet_val(model: LoadedModel, evalset: EvalSet, settings: Settin
                         saliency_model.model((images - model.mean) / model.std)
                 saliency = probe.pop()
             _count(counts, "clean", (clean.argmax(1) == labels).sum())
-            variants = occlusion_variants(images, saliency, generator=generator, per_image=settings.per_image,
-                                          repeats=settings.repeats, random_levels=settings.random_levels,
+            variants = occlusion_variants(images, saliency, patch_size, generator=generator,
+                                          per_image=settings.per_image, repeats=settings.repeats,
+                                          random_levels=settings.random_levels,
                                           saliency_levels=settings.saliency_levels)
             for mode, level, repeat, occluded in variants:
                 logits = clean if (mode == "random" and level == 0.0) else model.logits(occluded, settings.amp)
@@ -153,7 +172,8 @@ def evaluate_imagenet_val(model: LoadedModel, evalset: EvalSet, settings: Settin
         occlusion.setdefault(mode, {}).setdefault(level, []).append(value)
     occlusion = {mode: {level: float(np.mean(values)) for level, values in levels.items()}
                  for mode, levels in occlusion.items()}
-    return {"top1": accuracy["clean"], "images": images_seen, "occlusion": occlusion, "saliency": source}
+    return {"top1": accuracy["clean"], "images": images_seen, "occlusion": occlusion, "saliency": source,
+            "patch_size": patch_size}
 
 
 def _count(counts: Dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:
@@ -179,7 +199,7 @@ def predictions(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dic
     return _gather({key: torch.cat(values).tolist() if values else [] for key, values in parts.items()})
 
 
-def evaluate_imagenet_a(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dict:
+def evaluate_shifted(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dict:
     result = predictions(model, evalset, settings)
     correct = (result["prediction"] == result["label"]).astype(np.float64)
     return {"top1": metrics.top1(result["prediction"], result["label"]),
@@ -188,8 +208,9 @@ def evaluate_imagenet_a(model: LoadedModel, evalset: EvalSet, settings: Settings
             "confidence": result["confidence"].tolist(), "correct": correct.tolist()}
 
 
-def evaluate_imagenet_o(model: LoadedModel, ood: EvalSet, in_distribution: EvalSet, settings: Settings) -> Dict:
-    """Score = negative max softmax over ImageNet-O's 200 classes; OOD is the positive class."""
+def evaluate_ood(model: LoadedModel, ood: EvalSet, in_distribution: EvalSet, settings: Settings) -> Dict:
+    """Score = negative max softmax over the in-distribution label space (ImageNet-O: its 200
+    classes); OOD is the positive class."""
     inside = predictions(model, in_distribution, settings)["confidence"]
     outside = predictions(model, ood, settings)["confidence"]
     score = -np.concatenate([inside, outside])

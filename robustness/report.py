@@ -1,11 +1,11 @@
 """Report of a robustness comparison: report.md (Table 5 of the paper plus occlusion), report.json,
-CSVs and PNG plots (occlusion curves per mode, reliability diagram on ImageNet-A)."""
+CSVs and PNG plots (occlusion curves per mode, reliability diagram on the shifted set)."""
 from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import matplotlib
 
@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+IMAGENET_TITLES = {"val": "ImageNet", "shifted": "IN-A", "ood": "IN-O"}
 MODE_TITLES = {"random": "Random patch dropping (fraction dropped)",
                "salient": "Salient patch dropping (lambda: attention mass dropped)",
                "non_salient": "Non-salient patch dropping (lambda: attention mass kept)"}
@@ -22,32 +23,37 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def write_report(results: Dict[str, Dict], skipped: Dict[str, str], out: Path, notes: List[str]) -> Dict[str, Path]:
-    """``results[model][benchmark]`` as produced by robustness.evaluate; ``skipped[benchmark]`` says why a
-    benchmark was not run. Returns the files written."""
+def write_report(results: Dict[str, Dict], skipped: Dict[str, str], out: Path, notes: List[str],
+                 titles: Optional[Dict[str, str]] = None) -> Dict[str, Path]:
+    """``results[model][benchmark]`` ('val', 'shifted', 'ood') as produced by robustness.evaluate;
+    ``skipped[benchmark]`` says why a benchmark was not run; ``titles`` names the sets (ImageNet's by
+    default). Returns the files written."""
+    titles = titles or IMAGENET_TITLES
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": out / "report.json", "md": out / "report.md", "table5": out / "table5.csv"}
     public = {name: {bench: {k: v for k, v in res.items() if k not in ("confidence", "correct")}
                      for bench, res in benchmarks.items()} for name, benchmarks in results.items()}
-    files["json"].write_text(json.dumps({"models": public, "skipped": skipped, "notes": notes}, indent=2) + "\n")
+    files["json"].write_text(json.dumps({"models": public, "skipped": skipped, "notes": notes, "titles": titles},
+                                        indent=2) + "\n")
 
     rows = []
     for name, bench in results.items():
-        a, o, val = bench.get("imagenet_a", {}), bench.get("imagenet_o", {}), bench.get("imagenet_val", {})
+        a, o, val = bench.get("shifted", {}), bench.get("ood", {}), bench.get("val", {})
         rows.append([name, val.get("top1"), a.get("top1"), a.get("calibration_error"), a.get("aurra"), o.get("aupr"),
                      o.get("auroc"), o.get("fpr_at_95_tpr")])
-    header = ["model", "ImageNet top-1", "IN-A top-1", "IN-A calib. error (lower better)", "IN-A AURRA",
-              "IN-O AUPR", "IN-O AUROC", "IN-O FPR@95TPR (lower better)"]
+    shifted, ood = titles["shifted"], titles["ood"]
+    header = ["model", f"{titles['val']} top-1", f"{shifted} top-1", f"{shifted} calib. error (lower better)",
+              f"{shifted} AURRA", f"{ood} AUPR", f"{ood} AUROC", f"{ood} FPR@95TPR (lower better)"]
     with open(files["table5"], "w", newline="") as handle:
         csv.writer(handle).writerows([header] + rows)
     lines = ["# Robustness report", ""] + [f"- {note}" for note in notes]
-    lines += [f"- {bench}: not run ({why})" for bench, why in skipped.items()]
-    lines += ["", "## Natural adversarial and out-of-distribution examples (paper Table 5; %)", "",
+    lines += [f"- {titles[bench]}: not run ({why})" for bench, why in skipped.items()]
+    lines += ["", f"## Shifted ({shifted}) and out-of-distribution ({ood}) examples (paper Table 5; %)", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |" for row in rows]
 
-    occlusion = {name: bench["imagenet_val"]["occlusion"] for name, bench in results.items() if "imagenet_val" in bench}
+    occlusion = {name: bench["val"]["occlusion"] for name, bench in results.items() if "val" in bench}
     if occlusion:
         files["occlusion_csv"] = out / "occlusion.csv"
         with open(files["occlusion_csv"], "w", newline="") as handle:
@@ -57,9 +63,11 @@ def write_report(results: Dict[str, Dict], skipped: Dict[str, str], out: Path, n
                 for mode, levels in modes.items():
                     for level, value in sorted(levels.items(), key=lambda kv: float(kv[0])):
                         writer.writerow([name, mode, level, f"{value:.3f}"])
-        sources = {results[name]["imagenet_val"].get("saliency") for name in occlusion}
-        lines += ["", "## Occlusion (ImageNet val top-1 %, patches zeroed before normalisation)", "",
-                  f"Saliency for salient / non-salient dropping: {', '.join(sorted(str(s) for s in sources))}."]
+        sources = {results[name]["val"].get("saliency") for name in occlusion}
+        patches = ", ".join(f"{name} {results[name]['val'].get('patch_size')} px" for name in occlusion)
+        lines += ["", f"## Occlusion ({titles['val']} top-1 %, patches zeroed before normalisation)", "",
+                  f"Saliency for salient / non-salient dropping: {', '.join(sorted(str(s) for s in sources))}. "
+                  f"Patch size: {patches}."]
         for mode in MODE_TITLES:
             present = [name for name in occlusion if mode in occlusion[name]]
             if not present:
@@ -71,10 +79,10 @@ def write_report(results: Dict[str, Dict], skipped: Dict[str, str], out: Path, n
                       for name in present]
             files[f"plot_{mode}"] = _plot_occlusion(occlusion, mode, out / f"occlusion_{mode}.png")
             lines += ["", f"![{mode}]({files[f'plot_{mode}'].name})"]
-    reliability = {name: bench["imagenet_a"] for name, bench in results.items() if "imagenet_a" in bench}
+    reliability = {name: bench["shifted"] for name, bench in results.items() if "shifted" in bench}
     if reliability:
-        files["reliability"] = _plot_reliability(reliability, out / "reliability_imagenet_a.png")
-        lines += ["", "## Reliability on ImageNet-A", "", f"![reliability]({files['reliability'].name})"]
+        files["reliability"] = _plot_reliability(reliability, shifted, out / "reliability_shifted.png")
+        lines += ["", f"## Reliability on {shifted}", "", f"![reliability]({files['reliability'].name})"]
     files["md"].write_text("\n".join(lines) + "\n")
     return files
 
@@ -97,7 +105,7 @@ def _plot_occlusion(occlusion: Dict, mode: str, path: Path) -> Path:
     return path
 
 
-def _plot_reliability(results: Dict[str, Dict], path: Path, bins: int = 10) -> Path:
+def _plot_reliability(results: Dict[str, Dict], title: str, path: Path, bins: int = 10) -> Path:
     figure, axis = plt.subplots(figsize=(5, 5), dpi=120)
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
     for name, result in results.items():
@@ -106,9 +114,9 @@ def _plot_reliability(results: Dict[str, Dict], path: Path, bins: int = 10) -> P
         filled = [b for b in range(bins) if (index == b).any()]
         axis.plot([confidence[index == b].mean() for b in filled], [correct[index == b].mean() for b in filled],
                   marker="o", label=f"{name} (calib. error {result['calibration_error']:.1f})")
-    axis.set_xlabel("confidence (max softmax over the 200 classes)")
+    axis.set_xlabel("confidence (max softmax over the set's classes)")
     axis.set_ylabel("accuracy")
-    axis.set_title("ImageNet-A reliability", fontsize=9)
+    axis.set_title(f"{title} reliability", fontsize=9)
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path)

@@ -249,8 +249,16 @@ def test_yaml_bases_and_overrides():
     assert config.lr == 1e-3 and config.lr_base_batch == 1024 and config.warmup_epochs == 20
     config = parse_args(["--config", str(CONFIGS / "deit_small_ablation_maskmix_transmix.yaml"), "--epochs", "5"])
     assert (config.cutmix, config.maskmix_label, config.epochs) == (0.0, "transmix", 5)
-    for name in sorted(CONFIGS.glob("[!_]*.yaml")):
+    for name in sorted(CONFIGS.glob("[!_]*.yaml")) + sorted((CONFIGS.parent / "demo").glob("[!_]*.yaml")):
         parse_args(["--config", str(name)])
+
+
+def test_yaml_base_lists_apply_in_order():
+    """``_base_: [recipe, scale]``: the later base overrides the earlier (lr, epochs), the file itself both."""
+    config = parse_args(["--config", str(CONFIGS.parent / "demo" / "deit_tiny_digits_transmix.yaml")])
+    assert (config.recipe, config.cutmix_label, config.maskmix_prob) == ("transmix", "transmix", 0.0)
+    assert (config.lr, config.epochs, config.mask_patch_size, config.model_kwargs["patch_size"]) == (3e-3, 40, 8, 8)
+    assert config.output_dir == "output/deit_tiny_digits_transmix"
 
 
 def test_unknown_yaml_key_is_an_error(tmp_path):
@@ -278,3 +286,14 @@ def test_benchmark_mode_needs_no_data_and_writes_json(tmp_path):
     assert result["steps"] == 3 and result["img_per_s"] > 0 and result["recipe"] == "mixpro"
     assert result["ms_per_step"] == pytest.approx(1000 * 8 / result["img_per_s"], rel=1e-6)
     assert not list(tmp_path.glob("checkpoint_*.pth"))
+
+
+def test_randaugment_strongest_posterize_works():
+    """rand-m9-mstd0.5-inc1 reaches magnitude 10, where PosterizeIncreasing keeps 0 bits: a black
+    image with Pillow < 13 (pinned), a ValueError that kills the epoch with Pillow 13."""
+    from PIL import Image
+    from timm.data.auto_augment import AugmentOp
+
+    image = Image.new("RGB", (8, 8), (200, 100, 50))
+    out = AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10)(image)
+    assert out.getpixel((0, 0)) == (0, 0, 0)

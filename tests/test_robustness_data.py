@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustness.data import (IMAGENET_A_INDICES, IMAGENET_A_WNIDS, IMAGENET_O_WNIDS, IMAGENET_WNIDS, imagenet_a,
-                             imagenet_o, imagenet_o_in_distribution, imagenet_val, labels_of)
+from robustness.data import (IMAGENET_A_INDICES, IMAGENET_A_WNIDS, IMAGENET_O_WNIDS, IMAGENET_WNIDS,
+                             custom_label_space, imagenet_a, imagenet_o, imagenet_o_in_distribution, imagenet_val,
+                             labels_of, ood_set, val_set)
 
 PHOTOS = sorted((Path(__file__).parent / "data" / "real_images").glob("*.[pj][np]g"))
 
@@ -60,3 +61,17 @@ def test_unknown_folder_and_missing_root_are_named(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no class folders"):
         imagenet_val(tmp_path / "empty")
+
+
+def test_own_label_space_follows_the_class_list(tmp_path):
+    space = custom_label_space(["seven", "three"])
+    val = val_set(place(tmp_path / "val", ["three", "seven"]), space)
+    labels = labels_of(val.dataset)
+    files = [Path(val.dataset.filename(i)).parent.name for i in range(len(val.dataset))]
+    assert [{"seven": 0, "three": 1}[name] for name in files] == labels.tolist()
+    ood = ood_set(place(tmp_path / "ood", ["x", "y"]), space)
+    assert ood.is_ood and len(ood.dataset) == 4
+    with pytest.raises(ValueError, match="not val classes: \\['eight'\\]"):
+        val_set(place(tmp_path / "bad", ["eight"]), space)
+    with pytest.raises(ValueError, match="distinct names"):
+        custom_label_space(["a", "a"])

@@ -45,17 +45,17 @@ def test_report_end_to_end(trees, tmp_path):
                               "--imagenet-o", str(trees["o"]), "--out", str(out), "--device", "cpu",
                               "--workers", "0", "--batch-size", "4"])
     for name in ("report.md", "report.json", "table5.csv", "occlusion.csv", "occlusion_random.png",
-                 "occlusion_salient.png", "occlusion_non_salient.png", "reliability_imagenet_a.png"):
+                 "occlusion_salient.png", "occlusion_non_salient.png", "reliability_shifted.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     report = json.loads((out / "report.json").read_text())
     assert set(report["models"]) == {"vit_random", "deit_tiny_patch16_224"}
-    val = results["vit_random"]["imagenet_val"]
+    val = results["vit_random"]["val"]
     assert val["images"] == 8 and val["saliency"] == "own_attention"
     assert set(val["occlusion"]) == {"random", "salient", "non_salient"}
     assert len(val["occlusion"]["random"]) == 10 and val["occlusion"]["random"]["0.0"] == val["top1"]
-    a = results["deit_tiny_patch16_224"]["imagenet_a"]
+    a = results["deit_tiny_patch16_224"]["shifted"]
     assert a["images"] == 4 and 0 <= a["calibration_error"] <= 100 and 0 <= a["aurra"] <= 100
-    o = results["vit_random"]["imagenet_o"]
+    o = results["vit_random"]["ood"]
     assert o["ood_images"] == 4 and o["in_distribution_images"] == 4 and 0 <= o["aupr"] <= 100
     markdown = (out / "report.md").read_text()
     assert "IN-A calib. error" in markdown and "Non-salient patch dropping" in markdown and "vit_random" in markdown
@@ -66,13 +66,13 @@ def test_missing_benchmarks_are_skipped_and_marked(trees, tmp_path):
     main("report", ["--checkpoint", str(trees["ours"]), "--imagenet-a", str(trees["a"]), "--out", str(out),
                     "--device", "cpu", "--workers", "0"])
     report = json.loads((out / "report.json").read_text())
-    assert set(report["skipped"]) == {"imagenet_val / occlusion", "imagenet_o"}
-    assert "imagenet_o: not run (no --imagenet-o given)" in (out / "report.md").read_text()
+    assert set(report["skipped"]) == {"val", "ood"}
+    assert "IN-O: not run (no --ood given)" in (out / "report.md").read_text()
     assert not (out / "occlusion.csv").exists()
 
 
 def test_bad_inputs_are_clear_errors(trees, tmp_path):
-    with pytest.raises(SystemExit, match="--imagenet-a .*nowhere does not exist"):
+    with pytest.raises(SystemExit, match="--shifted .*nowhere does not exist"):
         main("report", ["--checkpoint", str(trees["ours"]), "--imagenet-a", str(tmp_path / "nowhere"),
                         "--out", str(tmp_path)])
     bad = place(tmp_path / "bad_a", [IMAGENET_A_WNIDS[0]])
@@ -88,7 +88,7 @@ def test_dino_saliency_from_local_weights(trees, tmp_path):
     torch.save(timm.create_model("vit_small_patch16_224", num_classes=0).state_dict(), dino)  # DINO's layout
     results = main("report", ["--checkpoint", str(trees["ours"]), "--imagenet-val", str(trees["val"]),
                               "--dino", str(dino), "--out", str(tmp_path / "r"), "--device", "cpu", "--workers", "0"])
-    assert results["vit_random"]["imagenet_val"]["saliency"] == "dino"
+    assert results["vit_random"]["val"]["saliency"] == "dino"
     assert "DINO ViT-S/16 head 1" in (tmp_path / "r" / "report.md").read_text()
 
 
@@ -106,8 +106,50 @@ def test_two_processes_give_the_single_process_numbers(trees, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "report.json").read_text())["models"]["vit_random"]
     two = json.loads((tmp_path / "two" / "report.json").read_text())["models"]["vit_random"]
-    assert two["imagenet_val"]["images"] == one["imagenet_val"]["images"] == 8
-    for bench, keys in (("imagenet_a", ("calibration_error", "aurra", "top1", "images")),
-                        ("imagenet_o", ("aupr", "auroc", "fpr_at_95_tpr", "ood_images"))):
+    assert two["val"]["images"] == one["val"]["images"] == 8
+    for bench, keys in (("shifted", ("calibration_error", "aurra", "top1", "images")),
+                        ("ood", ("aupr", "auroc", "fpr_at_95_tpr", "ood_images"))):
         for key in keys:
             assert two[bench][key] == pytest.approx(one[bench][key], abs=1e-6), (bench, key)
+
+
+def test_own_label_space_and_pvt_attention_grid(tmp_path):
+    """A label space of one's own (--classes, --names) and a PVT whose own attention covers its
+    32-px stage-4 cells: occlusion then drops 32-px patches, the cells the saliency ranks."""
+    classes = ["seven", "three"]  # logit order differs from the sorted folder order
+    val = place(tmp_path / "val", classes)
+    shifted = place(tmp_path / "shifted", ["three"])
+    ood = place(tmp_path / "ood", ["anything", "else"])
+    (tmp_path / "classes.txt").write_text("\n".join(classes) + "\n")
+    torch.manual_seed(0)
+    pvt = timm.create_model("pvt_tiny", num_classes=2, img_size=64, embed_dims=(16, 32, 32, 64),
+                            num_heads=(1, 2, 2, 4), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2))
+    checkpoint = tmp_path / "pvt_digits.pth"
+    save_atomic({"state_dict": pvt.state_dict(), "meta": {
+        "arch": "pvt_tiny", "num_classes": 2, "input_size": 64, "model_kwargs": {
+            "embed_dims": (16, 32, 32, 64), "num_heads": (1, 2, 2, 4), "depths": (1, 1, 1, 1),
+            "mlp_ratios": (2, 2, 2, 2)}}}, checkpoint)
+    out = tmp_path / "report"
+    results = main("report", ["--checkpoint", str(checkpoint), "--classes", str(tmp_path / "classes.txt"),
+                              "--val", str(val), "--shifted", str(shifted), "--ood", str(ood), "--crop-pct", "1.0",
+                              "--names", "held-out", "rotated", "unseen", "--out", str(out), "--device", "cpu",
+                              "--workers", "0", "--batch-size", "4"])["pvt_digits"]
+    assert results["val"]["patch_size"] == 32 and results["val"]["saliency"] == "own_attention"
+    assert set(results["val"]["occlusion"]) == {"random", "salient", "non_salient"}
+    assert results["shifted"]["images"] == 2 and results["ood"]["ood_images"] == 4
+    assert results["ood"]["in_distribution_images"] == 4
+    # Recompute the shifted-set accuracy by hand: label "three" is logit 1 of the class list.
+    model = timm.create_model("pvt_tiny", num_classes=2, img_size=64, embed_dims=(16, 32, 32, 64),
+                              num_heads=(1, 2, 2, 4), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2))
+    model.load_state_dict(pvt.state_dict())
+    from robustness.data import eval_transform
+    from PIL import Image
+    mean = torch.tensor(pvt.pretrained_cfg["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(pvt.pretrained_cfg["std"]).view(1, 3, 1, 1)
+    images = torch.stack([eval_transform(64, 64)(Image.open(path).convert("RGB"))
+                          for path in sorted((shifted / "three").iterdir())])
+    with torch.no_grad():
+        predicted = model.eval()((images - mean) / std).argmax(1)
+    assert results["shifted"]["top1"] == pytest.approx(100.0 * (predicted == 1).float().mean().item())
+    markdown = (out / "report.md").read_text()
+    assert "rotated calib. error" in markdown and "unseen AUPR" in markdown and "held-out top-1" in markdown

@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from robustness.data import IMAGENET_WNIDS, imagenet_val  # noqa: E402
-from robustness.evaluate import LoadedModel, Settings, evaluate_imagenet_val  # noqa: E402
+from robustness.evaluate import LoadedModel, Settings, evaluate_val  # noqa: E402
 from robustness.occlusion import RANDOM_LEVELS, SALIENCY_LEVELS  # noqa: E402
 
 
@@ -65,14 +65,14 @@ def main() -> None:
                         show_progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         evalset = imagenet_val(make_jpegs(Path(tmp), args.images))
-        evaluate_imagenet_val(loaded, evalset, settings)  # warm-up: caches, kernels
-        one_pass = timed(lambda: evaluate_imagenet_val(loaded, evalset, settings))
+        evaluate_val(loaded, evalset, settings)  # warm-up: caches, kernels
+        one_pass = timed(lambda: evaluate_val(loaded, evalset, settings))
 
         def per_level():
             for k in RANDOM_LEVELS:
-                evaluate_imagenet_val(loaded, evalset, replace(settings, random_levels=(k,), saliency_levels=()))
+                evaluate_val(loaded, evalset, replace(settings, random_levels=(k,), saliency_levels=()))
             for lam in SALIENCY_LEVELS:
-                evaluate_imagenet_val(loaded, evalset, replace(settings, random_levels=(), saliency_levels=(lam,)))
+                evaluate_val(loaded, evalset, replace(settings, random_levels=(), saliency_levels=(lam,)))
 
         separate = timed(per_level)
     passes = len(RANDOM_LEVELS) + len(SALIENCY_LEVELS)

@@ -36,7 +36,7 @@ def main() -> None:
         loaded = load_model(args.checkpoint, cpu)
     else:
         loaded = LoadedModel.wrap(args.model, timm.create_model(args.model), cpu)
-    images = load_images(args.images, limit=args.max_images)
+    images = load_images(args.images, size=loaded.input_size, limit=args.max_images)
     out = mixing_figure(images, loaded.model, loaded.mean, loaded.std, args.out, args.mask_patch_size, args.seed,
                         describe_model(args.checkpoint, args.model))
     print(f"wrote {out}")

@@ -1,0 +1,239 @@
+"""``make demo``: pretraining -> transfer -> robustness -> report, on scikit-learn's digits.
+
+Every stage runs the suite's real command-line tools in their own processes, exactly as a user
+would (the commands are written to OUT/commands.sh), with the demo configs of configs/demo and the
+mm configs of :mod:`demo.configs`. Logs go to OUT/logs/, the report to OUT/report.md.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from . import configs, digits, report
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("deit", "pvt")
+RECIPES = ("baseline", "transmix", "mixpro")
+DECODERS = ("linear", "segmenter")
+MARKER = ".mixpro-demo"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much of each stage runs. ``pretrain_epochs`` None: the epochs of configs/demo."""
+
+    name: str
+    image_limit: int  # images per digit split, 0: all
+    pretrain_epochs: Optional[Dict[str, int]]
+    pretrain_batch: Optional[int]
+    canvases: tuple  # (train, val)
+    seg_iters: int
+    det_epochs: int
+
+
+FULL = Scale("full", 0, None, None, (400, 100), 400, 2)
+QUICK = Scale("quick", 48, {"deit": 1, "pvt": 1}, 16, (8, 4), 2, 1)
+
+
+class StageError(RuntimeError):
+    """A tool the demo ran failed; the message names its log."""
+
+
+class Runner:
+    """Runs tools as subprocesses, logs each to OUT/logs/NAME.log and appends it to commands.sh."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.logs = out / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.commands = out / "commands.sh"
+        self.commands.write_text("#!/usr/bin/env bash\n# The commands make demo ran, from the repository root.\n"
+                                 "set -euo pipefail\n")
+
+    def tool(self, name: str, tool: str, *args) -> float:
+        command = [sys.executable, str(ROOT / "tools" / tool), *map(str, args)]
+        with open(self.commands, "a") as script:
+            script.write(shlex.join(["python", f"tools/{tool}", *map(str, args)]) + "\n")
+        log = self.logs / f"{name}.log"
+        start = time.perf_counter()
+        with open(log, "w") as handle:
+            result = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
+            raise StageError(f"{name} failed (exit {result.returncode}); log: {log}\n{tail}")
+        print(f"  {name:<32s} {elapsed:6.1f} s", flush=True)
+        return elapsed
+
+
+def prepare_output(out: Path) -> Optional[str]:
+    """A fresh output folder. A previous demo output (it carries a marker file) is removed, so no
+    stale result is reused; any other non-empty folder is refused."""
+    if out.exists() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise SystemExit(f"error: {out} exists, is not empty and was not written by the demo; "
+                             f"choose another --out or empty it")
+        shutil.rmtree(out)
+        message = f"removed the previous demo output in {out}: every stage runs again, nothing is reused"
+    else:
+        message = None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by tools/demo.py; removed and rewritten by the next demo run\n")
+    return message
+
+
+def last_mm_metrics(work_dir: Path, key: str) -> Dict[str, float]:
+    """The last evaluation in the JSON scalars log mmengine's Runner writes."""
+    rows = [json.loads(line) for path in sorted(work_dir.glob("*/vis_data/scalars.json"))
+            for line in path.read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if key in row]
+    if not rows:
+        raise StageError(f"no {key} in {work_dir}/*/vis_data/scalars.json: did the evaluation run?")
+    return rows[-1]
+
+
+def pretrain(runner: Runner, scale: Scale, out: Path, data: Path, seed: int) -> Dict[str, Dict]:
+    results = {}
+    for model in MODELS:
+        for recipe in RECIPES:
+            name = f"{model}_{recipe}"
+            run_dir = out / "pretrain" / name
+            args = ["--config", f"configs/demo/{model}_tiny_digits_{recipe}.yaml", "--data-path", data,
+                    "--output-dir", run_dir, "--seed", seed]
+            if scale.pretrain_epochs:
+                args += ["--epochs", scale.pretrain_epochs[model], "--warmup-epochs", 0]
+            if scale.pretrain_batch:
+                args += ["--batch-size", scale.pretrain_batch]
+            seconds = runner.tool(f"pretrain_{name}", "pretrain.py", *args)
+            checkpoint = out / "checkpoints" / f"{model}_tiny_digits_{recipe}.pth"
+            runner.tool(f"export_{name}", "export_checkpoint.py", run_dir / "checkpoint_last.pth", checkpoint)
+            log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+            results[name] = {"model": model, "recipe": recipe, "checkpoint": checkpoint, "log": run_dir / "log.jsonl",
+                             "val_top1": log[-1]["val_top1"], "val_loss": log[-1]["val_loss"],
+                             "train_loss": log[-1]["train_loss"], "epochs": len(log), "seconds": seconds,
+                             "parameters": log[-1]["n_parameters"]}
+    return results
+
+
+def segmentation(runner: Runner, scale: Scale, out: Path, voc: Path, pretrained: Dict, seed: int) -> Dict[str, Dict]:
+    results = {}
+    for decoder in DECODERS:
+        for recipe in RECIPES:
+            name = f"{decoder}_{recipe}"
+            config = configs.segmentation_config(decoder, voc, pretrained[f"deit_{recipe}"]["checkpoint"],
+                                                 out / "configs" / f"seg_{name}.py", scale.seg_iters, seed)
+            work_dir = out / "segmentation" / name
+            seconds = runner.tool(f"segmentation_{name}", "seg_train.py", config, "--work-dir", work_dir)
+            metrics = last_mm_metrics(work_dir, "mIoU")
+            results[name] = {"decoder": decoder, "recipe": recipe, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
+                             "mAcc": metrics["mAcc"], "iters": scale.seg_iters, "seconds": seconds,
+                             "config": config}
+    return results
+
+
+def detection(runner: Runner, scale: Scale, out: Path, coco: Path, pretrained: Dict, seed: int) -> Dict[str, Dict]:
+    results = {}
+    for recipe in RECIPES:
+        config = configs.detection_config(coco, pretrained[f"pvt_{recipe}"]["checkpoint"],
+                                          out / "configs" / f"det_mask-rcnn_{recipe}.py", scale.det_epochs, seed)
+        work_dir = out / "detection" / recipe
+        seconds = runner.tool(f"detection_{recipe}", "det_train.py", config, "--work-dir", work_dir)
+        metrics = last_mm_metrics(work_dir, "coco/bbox_mAP")
+        results[recipe] = {"recipe": recipe, "epochs": scale.det_epochs, "seconds": seconds, "config": config,
+                           **{key.split("/")[1]: metrics[key] for key in
+                              ("coco/bbox_mAP", "coco/bbox_mAP_50", "coco/segm_mAP", "coco/segm_mAP_50")}}
+    return results
+
+
+def robustness(runner: Runner, out: Path, data: Path, pretrained: Dict, seed: int) -> Dict:
+    report_dir = out / "robustness"
+    args = []
+    for entry in pretrained.values():
+        args += ["--checkpoint", entry["checkpoint"]]
+    args += ["--classes", data / "classes.txt", "--val", data / "val", "--shifted", data / "rotated",
+             "--ood", data / "ood", "--names", "held-out digits", "rotated digits", "digits 8-9",
+             "--crop-pct", 1.0, "--device", "cpu", "--workers", 0, "--batch-size", 128, "--seed", seed,
+             "--out", report_dir]
+    runner.tool("robustness", "robustness_report.py", *args)
+    return json.loads((report_dir / "report.json").read_text())
+
+
+def pictures(runner: Runner, out: Path, data: Path, pretrained: Dict) -> Dict[str, Path]:
+    """Training curves per model family, and MaskMix / CutMix / attention on held-out digits."""
+    files = {}
+    samples = out / "pictures" / "samples"
+    samples.mkdir(parents=True, exist_ok=True)
+    for digit in digits.PRETRAIN_CLASSES[:6]:
+        first = sorted((data / "val" / digits.DIGIT_NAMES[digit]).glob("*.png"))[0]
+        shutil.copy(first, samples / f"{digit}_{first.name}")
+    for model in MODELS:
+        logs = [pretrained[f"{model}_{recipe}"]["log"] for recipe in RECIPES]
+        runner.tool(f"plot_training_{model}", "plot_training.py", *logs, "--out", out / "pictures" / model)
+        files[f"{model}_curves"] = out / "pictures" / model
+        checkpoint = pretrained[f"{model}_mixpro"]["checkpoint"]
+        mixing = out / "pictures" / f"mixing_{model}.png"
+        cell = 8 if model == "deit" else 32
+        runner.tool(f"visualize_mixing_{model}", "visualize_mixing.py", "--images", samples, "--checkpoint",
+                    checkpoint, "--mask-patch-size", cell, "--out", mixing)
+        files[f"{model}_mixing"] = mixing
+    return files
+
+
+def run(out: Path, scale: Scale = FULL, seed: int = 0) -> Path:
+    """The whole demo; returns OUT/report.md."""
+    out = Path(out).resolve()
+    start = time.perf_counter()
+    message = prepare_output(out)
+    if message:
+        print(message)
+    runner = Runner(out)
+    timings: Dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        timings[name] = time.perf_counter() - start - sum(timings.values())
+        print(f"[{name}: {timings[name]:.0f} s]", flush=True)
+
+    print(f"demo ({scale.name} scale, seed {seed}) -> {out}", flush=True)
+    data_root = out / "data"
+    counts = digits.write_classification(data_root / "digits", seed, limit=scale.image_limit)
+    roots = digits.write_canvases(data_root, seed, *scale.canvases)
+    stage("data")
+    pretrained = pretrain(runner, scale, out, data_root / "digits", seed)
+    stage("pretraining")
+    seg = segmentation(runner, scale, out, roots["pascal_context"], pretrained, seed)
+    stage("segmentation")
+    det = detection(runner, scale, out, roots["coco"], pretrained, seed)
+    stage("detection")
+    robust = robustness(runner, out, data_root / "digits", pretrained, seed)
+    stage("robustness")
+    figures = pictures(runner, out, data_root / "digits", pretrained)
+    stage("pictures")
+    results = {"scale": scale.name, "seed": seed, "images": counts, "canvases": list(scale.canvases),
+               "pretraining": pretrained, "segmentation": seg, "detection": det, "robustness": robust,
+               "pictures": figures, "timings_s": timings, "total_s": time.perf_counter() - start}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    path = report.write(out, results)
+    print(f"wrote {path} ({results['total_s'] / 60:.1f} min)")
+    return path
+
+
+def main(argv: Optional[List[str]] = None) -> Path:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="The whole pipeline on scikit-learn's digits, on the CPU.")
+    parser.add_argument("--out", type=Path, default=ROOT / "demo_output", help="report folder (rewritten)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="a few iterations of every stage (what the test suite runs), not the demo's numbers")
+    args = parser.parse_args(argv)
+    try:
+        return run(args.out, QUICK if args.quick else FULL, args.seed)
+    except StageError as error:
+        raise SystemExit(f"error: {error}") from None
