@@ -1,9 +1,10 @@
 """The demo's datasets, all derived from scikit-learn's bundled handwritten digits (1,797 real 8x8
 scans, UCI ML hand-written digits, CC BY 4.0), deterministic for a seed:
 
-- classification (ImageNet-style folders): ``train/`` and ``val/`` of the pretraining classes,
-  ``rotated/`` (the val images rotated by 25-50 degrees either way: the shifted set) and ``ood/``
-  (every image of the held-out classes, never seen in pretraining), plus ``classes.txt``;
+- classification (ImageNet-style folders): ``train/`` and ``val/`` (the held-out images) of the
+  pretraining classes 0-7, ``rotated/`` (the val images rotated by 25-50 degrees either way: the
+  shifted set) and ``ood/`` (every image of the classes 8 and 9, never seen in pretraining), plus
+  ``classes.txt``;
 - canvases: 96x96 images with three to four digits at 24-40 px, laid out as Pascal Context
   (``VOCdevkit/VOC2010``: per-pixel class = digit + 1, background 0, ignored as Pascal Context 59
   does) and as COCO instances (``coco/``: boxes and polygon-free RLE masks per digit). Train canvases
@@ -94,26 +95,32 @@ class Canvas:
 
 
 def make_canvas(split: DigitSplit, rng: np.random.Generator, size: int = CANVAS_SIZE) -> Canvas:
-    """Three or four digits at random sizes and places, not overlapping (their boxes are 2 px apart)."""
-    image = np.zeros((size, size), dtype=np.float32)
-    taken = np.zeros((size, size), dtype=bool)
-    instances = []
-    for _ in range(int(rng.integers(3, 5))):
-        for _attempt in range(50):
+    """Three or four digits at random sizes and places, not overlapping (their boxes are 2 px apart);
+    a layout that leaves no room for the next digit is drawn again."""
+    count = int(rng.integers(3, 5))
+    while True:
+        boxes = []
+        taken = np.zeros((size, size), dtype=bool)
+        for _attempt in range(200):
             side = int(rng.integers(DIGIT_PIXELS[0], DIGIT_PIXELS[1] + 1))
             top, left = (int(v) for v in rng.integers(0, size - side + 1, 2))
             if not taken[max(top - 2, 0):top + side + 2, max(left - 2, 0):left + side + 2].any():
-                break
-        else:
-            continue
+                taken[top:top + side, left:left + side] = True
+                boxes.append((top, left, side))
+                if len(boxes) == count:
+                    return _paste(split, rng, boxes, size)
+
+
+def _paste(split: DigitSplit, rng: np.random.Generator, boxes: List[Tuple[int, int, int]], size: int) -> Canvas:
+    image = np.zeros((size, size), dtype=np.float32)
+    instances = []
+    for top, left, side in boxes:
         index = int(rng.integers(len(split.labels)))
         digit = np.asarray(render(split.images[index], side).convert("L"), dtype=np.float32) / 255.0
         image[top:top + side, left:left + side] = digit
-        taken[top:top + side, left:left + side] = True
         mask = np.zeros((size, size), dtype=bool)
         mask[top:top + side, left:left + side] = digit > INK_THRESHOLD
-        if mask.any():
-            instances.append((int(split.labels[index]), mask))
+        instances.append((int(split.labels[index]), mask))
     rgb = np.repeat((image * 255.0).round().astype(np.uint8)[..., None], 3, axis=2)
     return Canvas(rgb, instances)
 

@@ -159,7 +159,7 @@ def robustness(runner: Runner, out: Path, data: Path, pretrained: Dict, seed: in
         args += ["--checkpoint", entry["checkpoint"]]
     args += ["--classes", data / "classes.txt", "--val", data / "val", "--shifted", data / "rotated",
              "--ood", data / "ood", "--names", "held-out digits", "rotated digits", "digits 8-9",
-             "--crop-pct", 1.0, "--device", "cpu", "--workers", 0, "--batch-size", 128, "--seed", seed,
+             "--crop-pct", 1.0, "--random-patch-size", 4, "--device", "cpu", "--workers", 0, "--batch-size", 128, "--seed", seed,
              "--out", report_dir]
     runner.tool("robustness", "robustness_report.py", *args)
     return json.loads((report_dir / "report.json").read_text())
@@ -170,9 +170,9 @@ def pictures(runner: Runner, out: Path, data: Path, pretrained: Dict) -> Dict[st
     files = {}
     samples = out / "pictures" / "samples"
     samples.mkdir(parents=True, exist_ok=True)
-    for digit in digits.PRETRAIN_CLASSES[:6]:
-        first = sorted((data / "val" / digits.DIGIT_NAMES[digit]).glob("*.png"))[0]
-        shutil.copy(first, samples / f"{digit}_{first.name}")
+    firsts = [sorted(folder.glob("*.png"))[:1] for folder in sorted((data / "val").iterdir())]
+    for first in [files[0] for files in firsts if files][:6]:  # one held-out image per class
+        shutil.copy(first, samples / f"{first.parent.name}_{first.name}")
     for model in MODELS:
         logs = [pretrained[f"{model}_{recipe}"]["log"] for recipe in RECIPES]
         runner.tool(f"plot_training_{model}", "plot_training.py", *logs, "--out", out / "pictures" / model)

@@ -84,8 +84,8 @@ def write(out: Path, results: Dict) -> Path:
                      _fmt(shifted.get("aurra")), _fmt(ood.get("aupr"))])
     lines += _table(["model", "held-out top-1", "rotated top-1", "rotated calib. error (lower better)",
                      "rotated AURRA", "OOD AUPR"], rows)
-    lines += ["", "Occlusion: patches of each model's attention grid dropped at random, most salient first, or all "
-              "but the most salient (saliency: the model's own class attention).", ""]
+    lines += ["", "Occlusion: 4-px patches dropped at random; or the cells of each model's class attention (8 px "
+              "for the DeiT, 32 px for the PVT) dropped most salient first, or all but the most salient.", ""]
     lines += [f"![occlusion {mode}](robustness/occlusion_{mode}.png)" for mode in ("random", "salient", "non_salient")]
     lines += ["", "![reliability](robustness/reliability_shifted.png)", ""]
     path = out / "report.md"

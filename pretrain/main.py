@@ -154,7 +154,7 @@ def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
-        train_model = torch.compile(train_model)
+        train_model = torch.compile(train_model, mode=config.compile_mode)
     return TrainingParts(mixer, optimizer, scheduler, scaler, model_ema, train_model, lr, global_batch)
 
 
@@ -175,7 +175,8 @@ def benchmark(config: argparse.Namespace) -> Dict:
                                 show_progress=dist_info.is_main)
     result = {"model": config.model, "recipe": config.recipe, "batch_size": config.batch_size,
               "global_batch": parts.global_batch, "processes": dist_info.world_size, "amp": config.amp,
-              "compile": config.compile, "channels_last": config.channels_last, "steps": config.benchmark_steps,
+              "compile": config.compile, "compile_mode": config.compile_mode if config.compile else None,
+              "channels_last": config.channels_last, "steps": config.benchmark_steps,
               "img_per_s": stats["train_img_per_s"],
               "ms_per_step": 1000 * stats["train_time_s"] / config.benchmark_steps,
               "torch": torch.__version__, "timm": timm.__version__,

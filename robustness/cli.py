@@ -14,9 +14,10 @@ from . import data
 from .evaluate import Settings, evaluate_ood, evaluate_shifted, evaluate_val, load_model
 from .report import IMAGENET_TITLES, write_report
 
-# Benchmark key -> (command-line flag, what its data is).
-BENCHMARKS = {"val": ("--val", "clean top-1 and occlusion"), "shifted": ("--shifted", "shifted-set robustness"),
-              "ood": ("--ood", "OOD detection")}
+# Benchmark key -> (command-line flags, what is measured on it).
+BENCHMARKS = {"val": ("--val / --imagenet-val", "clean top-1 and occlusion"),
+              "shifted": ("--shifted / --imagenet-a", "accuracy, calibration error, AURRA"),
+              "ood": ("--ood / --imagenet-o", "OOD detection")}
 
 
 def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -43,6 +44,9 @@ def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.N
     parser.add_argument("--repeats", type=int, default=1, help="random-dropping repeats with fresh indices")
     parser.add_argument("--per-image", action="store_true",
                         help="draw random patches per image (the reference draws one set per batch)")
+    parser.add_argument("--random-patch-size", type=int, default=16,
+                        help="side in px of the patches of random dropping (16: the reference's 196 at 224 px); "
+                             "salient / non-salient dropping uses the saliency map's cells")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args(argv)
@@ -52,10 +56,10 @@ def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.N
 
 
 def check_inputs(args: argparse.Namespace) -> None:
-    for key, (flag, _) in BENCHMARKS.items():
+    for key, (flags, _) in BENCHMARKS.items():
         root = getattr(args, key)
         if root and not Path(root).is_dir():
-            raise SystemExit(f"error: {flag} {root} does not exist")
+            raise SystemExit(f"error: {flags.split()[0]} {root} does not exist")
     if args.ood and not args.val:
         raise SystemExit("error: --ood needs --val: the in-distribution images of the OOD benchmark are the val "
                          "images of its classes (for ImageNet-O, ImageNet val images of its 200 classes)")
@@ -67,6 +71,18 @@ def check_inputs(args: argparse.Namespace) -> None:
         raise SystemExit(f"error: --dino {args.dino} does not exist")
     if args.classes and not Path(args.classes).is_file():
         raise SystemExit(f"error: --classes {args.classes} does not exist")
+
+
+def check_model(model, spec: str, space: data.LabelSpace, classes_file: Optional[str], dino) -> None:
+    """The model must predict the label space's classes, and DINO saliency needs 224-px inputs."""
+    outputs = getattr(model.model, "num_classes", None)
+    if outputs != len(space.classes):
+        where = f"--classes {classes_file}" if classes_file else "ImageNet-1k (no --classes given)"
+        raise SystemExit(f"error: {spec} predicts {outputs} classes but the label space, {where}, has "
+                         f"{len(space.classes)}")
+    if dino is not None and model.input_size != dino.input_size:
+        raise SystemExit(f"error: --dino saliency is computed at {dino.input_size} px, {spec} takes "
+                         f"{model.input_size}-px images: leave out --dino to use its own attention")
 
 
 def build_sets(args: argparse.Namespace, titles: Dict[str, str]) -> Dict[str, data.EvalSet]:
@@ -90,15 +106,19 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
     logging.basicConfig(level=logging.INFO if dist_info.is_main else logging.WARNING)
     try:
         sets = build_sets(args, titles)
-        skipped = {key: f"no {flag} given" for key, (flag, _) in BENCHMARKS.items() if not getattr(args, key)}
+        skipped = {key: f"{what}; no {flags} given" for key, (flags, what) in BENCHMARKS.items()
+                   if not getattr(args, key)}
         device = dist_info.device
         settings = Settings(batch_size=args.batch_size, workers=args.workers, amp=device.type == "cuda",
-                            seed=args.seed, repeats=args.repeats, per_image=args.per_image, rank=dist_info.rank,
+                            seed=args.seed, repeats=args.repeats, per_image=args.per_image,
+                            random_patch_size=args.random_patch_size, rank=dist_info.rank,
                             world_size=dist_info.world_size, show_progress=dist_info.is_main)
+        space = data.read_class_list(args.classes) if args.classes else data.IMAGENET
         dino = load_model(f"vit_small_patch16_224.dino={args.dino}", device) if args.dino else None
         results: Dict[str, Dict] = {}
         for spec in args.checkpoint:
             model = load_model(spec, device)
+            check_model(model, spec, space, args.classes, dino)
             for evalset in sets.values():
                 evalset.dataset.transform = model.transform(args.crop_pct)
             name = model.name if model.name not in results else f"{model.name} ({spec})"

@@ -54,8 +54,10 @@ def custom_label_space(classes: Sequence[str]) -> LabelSpace:
     """A label space of one's own (class folder names in logit order): the shifted set and the OOD
     benchmark's in-distribution images use all of its classes; any folder name holds OOD images."""
     classes = list(classes)
-    if not classes or len(set(classes)) != len(classes):
-        raise ValueError(f"a class list needs distinct names, got {classes[:10]}")
+    repeated = sorted({name for name in classes if classes.count(name) > 1})
+    if not classes or repeated:
+        raise ValueError(f"a class list needs distinct names, at least one: repeated {repeated}" if classes
+                         else "a class list needs distinct names, at least one: the list is empty")
     return LabelSpace("custom", classes, classes, None, classes, None)
 
 
@@ -64,7 +66,7 @@ def read_class_list(path) -> LabelSpace:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"class list {path} does not exist (one class folder name per line, in logit order)")
-    return custom_label_space(path.read_text().split())
+    return custom_label_space([line.strip() for line in path.read_text().splitlines() if line.strip()])
 
 
 def eval_transform(resize: int = 256, crop: int = 224) -> transforms.Compose:

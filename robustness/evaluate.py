@@ -104,6 +104,7 @@ class Settings:
     seed: int = 0
     repeats: int = 1
     per_image: bool = False
+    random_patch_size: int = 16
     random_levels: Sequence[int] = RANDOM_LEVELS
     saliency_levels: Sequence[float] = SALIENCY_LEVELS
     rank: int = 0
@@ -124,7 +125,8 @@ def evaluate_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
                  saliency_model: Optional[LoadedModel] = None) -> Dict:
     """Clean top-1 and every occlusion level from one pass. Saliency: ``saliency_model`` (DINO,
     head 1, fed with the evaluated model's normalisation) or the model's own class attention.
-    Patches are the cells of the saliency map (DINO's 16 px, or the model's own attention grid)."""
+    Random dropping uses ``settings.random_patch_size`` px patches (16: the reference's 196 at 224 px),
+    salient / non-salient dropping the saliency map's cells (DINO's 16 px, or the model's own grid)."""
     device = model.mean.device
     if saliency_model is not None:
         probe, source = ClsAttention(saliency_model.model, detach=True, head=1), "dino"
@@ -150,10 +152,10 @@ def evaluate_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
                         saliency_model.model((images - model.mean) / model.std)
                 saliency = probe.pop()
             _count(counts, "clean", (clean.argmax(1) == labels).sum())
-            variants = occlusion_variants(images, saliency, patch_size, generator=generator,
+            variants = occlusion_variants(images, saliency, settings.random_patch_size, generator=generator,
                                           per_image=settings.per_image, repeats=settings.repeats,
                                           random_levels=settings.random_levels,
-                                          saliency_levels=settings.saliency_levels)
+                                          saliency_levels=settings.saliency_levels, saliency_patch_size=patch_size)
             for mode, level, repeat, occluded in variants:
                 logits = clean if (mode == "random" and level == 0.0) else model.logits(occluded, settings.amp)
                 _count(counts, f"{mode}|{level}|{repeat}", (logits.argmax(1) == labels).sum())
@@ -173,7 +175,7 @@ def evaluate_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
     occlusion = {mode: {level: float(np.mean(values)) for level, values in levels.items()}
                  for mode, levels in occlusion.items()}
     return {"top1": accuracy["clean"], "images": images_seen, "occlusion": occlusion, "saliency": source,
-            "patch_size": patch_size}
+            "patch_size": patch_size, "random_patch_size": settings.random_patch_size}
 
 
 def _count(counts: Dict[str, torch.Tensor], key: str, value: torch.Tensor) -> None:

@@ -1,13 +1,13 @@
 """Patch dropping (Naseer et al., "Intriguing properties of vision transformers"), on the device.
 
-Images are [0, 1] tensors; dropped 16x16 patches are set to zero there, before normalisation, so a
-dropped patch becomes -mean/std for the model. Every level and mode is produced from the same
+Images are [0, 1] tensors; dropped square patches (16x16 in the reference) are set to zero there,
+before normalisation, so a dropped patch becomes -mean/std for the model. Every level and mode is produced from the same
 decoded batch (:func:`occlusion_variants`), so a sweep reads the data once.
 
 - Random: ``k * N // 10`` of the N patches for k = 0..9; one index set per batch (as the reference)
   or one per image, with a seed and any number of repeats.
-- Salient / non-salient: patches sorted by a saliency map (DINO ViT-S/16 attention, head 1, or the
-  evaluated model's own class attention); the salient set at lambda is the fewest top patches
+- Salient / non-salient: patches (the saliency map's cells) sorted by a saliency map (DINO ViT-S/16
+  attention, head 1, or the evaluated model's own class attention); the salient set at lambda is the fewest top patches
   holding at least a lambda share of the attention mass. Salient dropping zeroes that set,
   non-salient dropping keeps only it (larger lambda, less dropped); the two are complementary.
 """
@@ -67,10 +67,11 @@ def occlusion_variants(images: torch.Tensor, saliency: Optional[torch.Tensor] = 
                        generator: Optional[torch.Generator] = None, per_image: bool = False, repeats: int = 1,
                        random_levels: Sequence[int] = RANDOM_LEVELS,
                        saliency_levels: Sequence[float] = SALIENCY_LEVELS,
+                       saliency_patch_size: Optional[int] = None,
                        ) -> Iterator[Tuple[str, float, int, torch.Tensor]]:
     """All occluded versions of one decoded batch: (mode, level, repeat, images). Modes: 'random'
-    (level = fraction dropped, k / 10), and with a saliency map 'salient' and 'non_salient' (level =
-    lambda)."""
+    (``patch_size`` patches; level = fraction dropped, k / 10), and with a saliency map 'salient' and
+    'non_salient' (the map's cells, ``saliency_patch_size`` px, default ``patch_size``; level = lambda)."""
     batch = images.shape[0]
     num_patches = (images.shape[-2] // patch_size) * (images.shape[-1] // patch_size)
     for repeat in range(repeats):
@@ -79,7 +80,8 @@ def occlusion_variants(images: torch.Tensor, saliency: Optional[torch.Tensor] = 
             yield "random", k / 10, repeat, drop_patches(images, drop, patch_size)
     if saliency is None:
         return
+    cell = saliency_patch_size or patch_size
     for lam in saliency_levels:
         chosen = salient_set(saliency, lam)
-        yield "salient", lam, 0, drop_patches(images, chosen, patch_size)
-        yield "non_salient", lam, 0, drop_patches(images, ~chosen, patch_size)
+        yield "salient", lam, 0, drop_patches(images, chosen, cell)
+        yield "non_salient", lam, 0, drop_patches(images, ~chosen, cell)

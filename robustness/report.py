@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-IMAGENET_TITLES = {"val": "ImageNet", "shifted": "IN-A", "ood": "IN-O"}
+IMAGENET_TITLES = {"val": "ImageNet val", "shifted": "IN-A", "ood": "IN-O"}
 MODE_TITLES = {"random": "Random patch dropping (fraction dropped)",
                "salient": "Salient patch dropping (lambda: attention mass dropped)",
                "non_salient": "Non-salient patch dropping (lambda: attention mass kept)"}
@@ -49,7 +49,9 @@ def write_report(results: Dict[str, Dict], skipped: Dict[str, str], out: Path, n
         csv.writer(handle).writerows([header] + rows)
     lines = ["# Robustness report", ""] + [f"- {note}" for note in notes]
     lines += [f"- {titles[bench]}: not run ({why})" for bench, why in skipped.items()]
-    lines += ["", f"## Shifted ({shifted}) and out-of-distribution ({ood}) examples (paper Table 5; %)", "",
+    section = ("Natural adversarial and out-of-distribution examples" if titles == IMAGENET_TITLES
+               else f"Shifted ({shifted}) and out-of-distribution ({ood}) examples")
+    lines += ["", f"## {section} (paper Table 5; %)", "",
               "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join([row[0]] + [_fmt(v) for v in row[1:]]) + " |" for row in rows]
 
@@ -65,9 +67,10 @@ def write_report(results: Dict[str, Dict], skipped: Dict[str, str], out: Path, n
                         writer.writerow([name, mode, level, f"{value:.3f}"])
         sources = {results[name]["val"].get("saliency") for name in occlusion}
         patches = ", ".join(f"{name} {results[name]['val'].get('patch_size')} px" for name in occlusion)
+        random_cells = sorted({results[name]["val"].get("random_patch_size") for name in occlusion})
         lines += ["", f"## Occlusion ({titles['val']} top-1 %, patches zeroed before normalisation)", "",
-                  f"Saliency for salient / non-salient dropping: {', '.join(sorted(str(s) for s in sources))}. "
-                  f"Patch size: {patches}."]
+                  f"Random dropping: {', '.join(f'{c} px' for c in random_cells)} patches. Salient / non-salient "
+                  f"dropping: {', '.join(sorted(str(s) for s in sources))} saliency, on its cells ({patches})."]
         for mode in MODE_TITLES:
             present = [name for name in occlusion if mode in occlusion[name]]
             if not present:

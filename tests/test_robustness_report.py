@@ -67,7 +67,7 @@ def test_missing_benchmarks_are_skipped_and_marked(trees, tmp_path):
                     "--device", "cpu", "--workers", "0"])
     report = json.loads((out / "report.json").read_text())
     assert set(report["skipped"]) == {"val", "ood"}
-    assert "IN-O: not run (no --ood given)" in (out / "report.md").read_text()
+    assert "IN-O: not run (OOD detection; no --ood / --imagenet-o given)" in (out / "report.md").read_text()
     assert not (out / "occlusion.csv").exists()
 
 
@@ -153,3 +153,13 @@ def test_own_label_space_and_pvt_attention_grid(tmp_path):
     assert results["shifted"]["top1"] == pytest.approx(100.0 * (predicted == 1).float().mean().item())
     markdown = (out / "report.md").read_text()
     assert "rotated calib. error" in markdown and "unseen AUPR" in markdown and "held-out top-1" in markdown
+
+
+def test_model_must_predict_the_label_space(trees, tmp_path):
+    """A 1000-class checkpoint against an 8-class list would compare argmaxes over 1000 logits with
+    labels 0-7: refused, naming the mismatch."""
+    (tmp_path / "classes.txt").write_text("\n".join(str(d) for d in range(8)) + "\n")
+    with pytest.raises(SystemExit, match="predicts 1000 classes but the label space, --classes .* has 8"):
+        main("report", ["--checkpoint", str(trees["ours"]), "--classes", str(tmp_path / "classes.txt"),
+                        "--val", str(place(tmp_path / "val", ["0", "1"])), "--out", str(tmp_path / "r"),
+                        "--device", "cpu"])

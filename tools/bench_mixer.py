@@ -28,6 +28,7 @@ import pretrain.models  # noqa: E402,F401  (registers PVT v1)
 from mixpro import AttentionOutput, BatchMixer, attention_site, build_mixer, soft_target_cross_entropy  # noqa: E402
 
 POLICIES = ("none", "mixup_cutmix", "transmix", "mixpro")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class ExplicitLastBlockAttention:
@@ -62,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES)
     parser.add_argument("--amp", choices=("bf16", "fp16", "none"), default=None, help="default bf16 on CUDA")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
+                        help="torch.compile mode; reduce-overhead replays CUDA graphs (no per-kernel launch cost)")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--sync-debug", action="store_true",
                         help="fail on any host-device synchronisation inside the timed steps (CUDA)")
@@ -136,7 +139,7 @@ def main(argv=None) -> dict:
         elif mixer.uses_attention:
             run_model = AttentionOutput(model)
         if args.compile:
-            run_model = torch.compile(run_model)
+            run_model = torch.compile(run_model, mode=args.compile_mode)
         step = make_step(run_model, mixer, optimizer, autocast_dtype, device.type, scaler)
         images = torch.randn(batch_size, 3, *size, device=device)
         if args.channels_last:
@@ -176,12 +179,13 @@ def main(argv=None) -> dict:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": model_name, "model_kwargs": model_kwargs, "device": torch.cuda.get_device_name(device) if on_cuda else platform.processor() or "cpu",
         "batch_size": batch_size, "steps": steps, "warmup": warmup, "repeats": args.repeats, "amp": amp,
-        "compile": args.compile, "channels_last": args.channels_last,
-        "torch": torch.__version__, "timm": timm.__version__,
+        "compile": args.compile, "compile_mode": args.compile_mode if args.compile else None,
+        "channels_last": args.channels_last, "torch": torch.__version__, "timm": timm.__version__,
         "cuda": torch.version.cuda if on_cuda else None,
         "results": results,
     }
-    print(f"{model_name} {model_kwargs or ''} batch {batch_size} {amp} {'compiled' if args.compile else 'eager'} on {report['device']}")
+    mode = f"compiled ({args.compile_mode})" if args.compile else "eager"
+    print(f"{model_name} {model_kwargs or ''} batch {batch_size} {amp} {mode} on {report['device']}")
     print(f"{'policy':<14}{'img/s':>10}{'ms/step':>10}{'x none':>8}")
     for row in results:
         ratio = f"{row['ratio_to_none']:.3f}" if row["ratio_to_none"] else "-"
