@@ -6,6 +6,7 @@ mm configs of :mod:`demo.configs`. Logs go to OUT/logs/, the report to OUT/repor
 """
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import shutil
@@ -16,9 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from . import configs, digits, report
+import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from pretrain.mmrunner import last_metrics
+from pretrain.plots import read_log
+
+from . import configs, digits, report
+from .configs import ROOT
 MODELS = ("deit", "pvt")
 RECIPES = ("baseline", "transmix", "mixpro")
 DECODERS = ("linear", "segmenter")
@@ -90,13 +95,10 @@ def prepare_output(out: Path) -> Optional[str]:
 
 
 def last_mm_metrics(work_dir: Path, key: str) -> Dict[str, float]:
-    """The last evaluation in the JSON scalars log mmengine's Runner writes."""
-    rows = [json.loads(line) for path in sorted(work_dir.glob("*/vis_data/scalars.json"))
-            for line in path.read_text().splitlines() if line.strip()]
-    rows = [row for row in rows if key in row]
-    if not rows:
-        raise StageError(f"no {key} in {work_dir}/*/vis_data/scalars.json: did the evaluation run?")
-    return rows[-1]
+    try:
+        return last_metrics(work_dir, key)
+    except KeyError as error:
+        raise StageError(error.args[0]) from None
 
 
 def pretrain(runner: Runner, scale: Scale, out: Path, data: Path, seed: int) -> Dict[str, Dict]:
@@ -114,11 +116,12 @@ def pretrain(runner: Runner, scale: Scale, out: Path, data: Path, seed: int) -> 
             seconds = runner.tool(f"pretrain_{name}", "pretrain.py", *args)
             checkpoint = out / "checkpoints" / f"{model}_tiny_digits_{recipe}.pth"
             runner.tool(f"export_{name}", "export_checkpoint.py", run_dir / "checkpoint_last.pth", checkpoint)
-            log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+            log = read_log(run_dir / "log.jsonl")
+            config = yaml.safe_load((run_dir / "config.yaml").read_text())
             results[name] = {"model": model, "recipe": recipe, "checkpoint": checkpoint, "log": run_dir / "log.jsonl",
                              "val_top1": log[-1]["val_top1"], "val_loss": log[-1]["val_loss"],
                              "train_loss": log[-1]["train_loss"], "epochs": len(log), "seconds": seconds,
-                             "parameters": log[-1]["n_parameters"]}
+                             "parameters": log[-1]["n_parameters"], "mask_patch_size": config["mask_patch_size"]}
     return results
 
 
@@ -177,11 +180,10 @@ def pictures(runner: Runner, out: Path, data: Path, pretrained: Dict) -> Dict[st
         logs = [pretrained[f"{model}_{recipe}"]["log"] for recipe in RECIPES]
         runner.tool(f"plot_training_{model}", "plot_training.py", *logs, "--out", out / "pictures" / model)
         files[f"{model}_curves"] = out / "pictures" / model
-        checkpoint = pretrained[f"{model}_mixpro"]["checkpoint"]
+        mixpro = pretrained[f"{model}_mixpro"]
         mixing = out / "pictures" / f"mixing_{model}.png"
-        cell = 8 if model == "deit" else 32
         runner.tool(f"visualize_mixing_{model}", "visualize_mixing.py", "--images", samples, "--checkpoint",
-                    checkpoint, "--mask-patch-size", cell, "--out", mixing)
+                    mixpro["checkpoint"], "--mask-patch-size", mixpro["mask_patch_size"], "--out", mixing)
         files[f"{model}_mixing"] = mixing
     return files
 
@@ -225,8 +227,6 @@ def run(out: Path, scale: Scale = FULL, seed: int = 0) -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> Path:
-    import argparse
-
     parser = argparse.ArgumentParser(description="The whole pipeline on scikit-learn's digits, on the CPU.")
     parser.add_argument("--out", type=Path, default=ROOT / "demo_output", help="report folder (rewritten)")
     parser.add_argument("--seed", type=int, default=0)

@@ -12,6 +12,7 @@ tools (imports mmengine lazily: the pretraining package itself does not need Ope
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,6 +142,18 @@ def run(cfg, train: bool) -> Optional[dict]:
     with trusted_checkpoint_loading():
         runner.load_or_resume()
     return runner.test()
+
+
+def last_metrics(work_dir, key: str) -> dict:
+    """The last evaluation holding ``key`` in the JSON logs mmengine's Runner writes to ``work_dir``
+    (``<run>/vis_data/scalars.json`` when training, ``<run>/<run>.json`` when testing)."""
+    work_dir = Path(work_dir)
+    paths = sorted(work_dir.glob("*/*.json")) + sorted(work_dir.glob("*/vis_data/scalars.json"))
+    rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
+    rows = [row for row in rows if key in row]
+    if not rows:
+        raise KeyError(f"no {key} in the JSON logs under {work_dir}: did the evaluation run?")
+    return rows[-1]
 
 
 def main(description: str, train: bool, argv: Optional[List[str]] = None) -> Optional[dict]:

@@ -85,8 +85,7 @@ def check_model(model, spec: str, space: data.LabelSpace, classes_file: Optional
                          f"{model.input_size}-px images: leave out --dino to use its own attention")
 
 
-def build_sets(args: argparse.Namespace, titles: Dict[str, str]) -> Dict[str, data.EvalSet]:
-    space = data.read_class_list(args.classes) if args.classes else data.IMAGENET
+def build_sets(args: argparse.Namespace, space: data.LabelSpace, titles: Dict[str, str]) -> Dict[str, data.EvalSet]:
     sets = {}
     if args.val:
         sets["val"] = data.val_set(args.val, space, what=titles["val"])
@@ -105,7 +104,8 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
     dist_info = init_distributed(args.device)
     logging.basicConfig(level=logging.INFO if dist_info.is_main else logging.WARNING)
     try:
-        sets = build_sets(args, titles)
+        space = data.read_class_list(args.classes) if args.classes else data.IMAGENET
+        sets = build_sets(args, space, titles)
         skipped = {key: f"{what}; no {flags} given" for key, (flags, what) in BENCHMARKS.items()
                    if not getattr(args, key)}
         device = dist_info.device
@@ -113,7 +113,6 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
                             seed=args.seed, repeats=args.repeats, per_image=args.per_image,
                             random_patch_size=args.random_patch_size, rank=dist_info.rank,
                             world_size=dist_info.world_size, show_progress=dist_info.is_main)
-        space = data.read_class_list(args.classes) if args.classes else data.IMAGENET
         dino = load_model(f"vit_small_patch16_224.dino={args.dino}", device) if args.dino else None
         results: Dict[str, Dict] = {}
         for spec in args.checkpoint:

@@ -48,7 +48,7 @@ def test_pvt_small_stages_match_mmdet(tmp_path):
     pvt = timm.create_model("pvt_small").eval()
     path = export(tmp_path, pvt, "pvt_small")
     backbone = pretrained(StrictLoadPVT, PVT_S, path)
-    backbone.eval()  # mmseg's ViT.train() does not return the module
+    backbone.eval()  # nor does mmdet's PVT.train()
     images = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         ours = pvt.forward_pyramid(images)
