@@ -40,6 +40,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--class-map", default="", help="optional file of class folder names, one per line, in index order")
     group.add_argument("--workers", type=int, default=8, help="data loader processes per training process")
     group.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=True)
+    group.add_argument("--data-pipeline", choices=("auto", "cpu", "gpu"), default="auto",
+                       help="gpu: workers read bytes, the GPU decodes (nvjpeg) and augments batches; cpu: timm's "
+                            "transforms in the workers; auto: gpu on a CUDA device whose torchvision has nvjpeg")
     group.add_argument("--max-bad-fraction", type=float, default=0.001,
                        help="abort when more than this fraction of images is unreadable (they are skipped and counted)")
 

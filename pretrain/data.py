@@ -197,7 +197,7 @@ def build_datasets(config, model: torch.nn.Module) -> Tuple[RobustImageDataset, 
     return train, val
 
 
-def build_loaders(config, train: Dataset, val: Dataset, rank: int, world_size: int,
+def build_loaders(config, train: Dataset, val: Dataset, rank: int, world_size: int, collate_fn: Callable = collate,
                   ) -> Tuple[DataLoader, DataLoader, DistributedSampler, torch.Generator]:
     """Loaders whose order and worker seeds depend only on (seed, epoch): call
     ``train_sampler.set_epoch(e)`` and ``loader_generator.manual_seed(seed + e)`` before each epoch."""
@@ -207,7 +207,7 @@ def build_loaders(config, train: Dataset, val: Dataset, rank: int, world_size: i
                                        seed=config.seed, drop_last=True)
     loader_generator = torch.Generator()
     pin_memory = config.pin_memory and torch.cuda.is_available()
-    common = dict(num_workers=config.workers, pin_memory=pin_memory, collate_fn=collate,
+    common = dict(num_workers=config.workers, pin_memory=pin_memory, collate_fn=collate_fn,
                   worker_init_fn=seed_worker)
     train_loader = DataLoader(train, batch_size=config.batch_size, sampler=train_sampler, drop_last=True,
                               generator=loader_generator, **common)

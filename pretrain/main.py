@@ -31,6 +31,7 @@ from mixpro import AttentionOutput, BatchMixer, attention_site
 from . import checkpoint as ckpt
 from .config import to_yaml
 from .data import BadImageCounter, SyntheticBatches, build_datasets, build_loaders
+from .gpu_data import DeviceDecoder, DevicePrefetcher, EncodedImageDataset, collate_encoded, resolve_pipeline
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .engine import StepOptions, evaluate, lr_for_batch, train_one_epoch
 
@@ -158,6 +159,22 @@ def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info
     return TrainingParts(mixer, optimizer, scheduler, scaler, model_ema, train_model, lr, global_batch)
 
 
+def build_data(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo):
+    """Datasets and loaders of the data pipeline in use: timm's transforms in the loader workers ('cpu'),
+    or workers reading bytes for batched nvjpeg decoding and augmentation on the device ('gpu')."""
+    train_set, val_set = build_datasets(config, model)
+    pipeline = resolve_pipeline(config.data_pipeline, dist_info.device)
+    if pipeline == "cpu":
+        return (train_set, val_set, *build_loaders(config, train_set, val_set, dist_info.rank, dist_info.world_size),
+                pipeline)
+    train_set, val_set = EncodedImageDataset.like(train_set), EncodedImageDataset.like(val_set)
+    train_loader, val_loader, train_sampler, loader_generator = build_loaders(
+        config, train_set, val_set, dist_info.rank, dist_info.world_size, collate_encoded)
+    train_loader = DevicePrefetcher(train_loader, DeviceDecoder(train_set.plan, dist_info.device))
+    val_loader = DevicePrefetcher(val_loader, DeviceDecoder(val_set.plan, dist_info.device))
+    return train_set, val_set, train_loader, val_loader, train_sampler, loader_generator, pipeline
+
+
 def benchmark(config: argparse.Namespace) -> Dict:
     """Training throughput on synthetic images already on the device (no disk, no decoding): the
     real step of the recipe, ``--benchmark-steps`` timed after ``--benchmark-warmup``. Rank 0 writes
@@ -193,9 +210,8 @@ def train(config: argparse.Namespace) -> Dict:
     device = dist_info.device
 
     model = build_model(config)
-    train_set, val_set = build_datasets(config, model)
-    train_loader, val_loader, train_sampler, loader_generator = build_loaders(
-        config, train_set, val_set, dist_info.rank, dist_info.world_size)
+    train_set, val_set, train_loader, val_loader, train_sampler, loader_generator, pipeline = build_data(
+        config, model, dist_info)
     parts = build_training(config, model, dist_info, len(train_loader))
     mixer, optimizer, scheduler, scaler, model_ema, train_model = (
         parts.mixer, parts.optimizer, parts.scheduler, parts.scaler, parts.model_ema, parts.train_model)
@@ -214,8 +230,8 @@ def train(config: argparse.Namespace) -> Dict:
                      config.lr_base_batch)
     else:
         _logger.info("lr %.3g, not scaled with the global batch of %d", lr, global_batch)
-    _logger.info("%d train / %d val images, %d steps per epoch, %d processes on %s", len(train_set), len(val_set),
-                 len(train_loader), dist_info.world_size, device)
+    _logger.info("%d train / %d val images, %d steps per epoch, %d processes on %s, %s data pipeline", len(train_set),
+                 len(val_set), len(train_loader), dist_info.world_size, device, pipeline)
     if dist_info.is_main:
         (output_dir / "config.yaml").write_text(to_yaml(config))
     writer = None
@@ -244,7 +260,8 @@ def train(config: argparse.Namespace) -> Dict:
         if improved:
             best_top1 = top1
         record = {"epoch": epoch, **stats, "best_top1": best_top1, "n_parameters": n_parameters,
-                  "global_batch": global_batch, "recipe": config.recipe, "time": time.time()}
+                  "global_batch": global_batch, "recipe": config.recipe, "data_pipeline": pipeline,
+                  "time": time.time()}
         save_training_state(output_dir, epoch, record, config, model, optimizer, scheduler, scaler, model_ema,
                             mixer, dist_info, best_top1, improved, (epoch + 1) * len(train_loader))
         if dist_info.is_main:

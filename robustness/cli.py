@@ -9,6 +9,7 @@ from typing import Dict, List, Optional
 import torch
 
 from pretrain.distributed import cleanup, init_distributed
+from pretrain.gpu_data import resolve_pipeline
 
 from . import data
 from .evaluate import Settings, evaluate_ood, evaluate_shifted, evaluate_val, load_model
@@ -49,6 +50,9 @@ def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.N
                              "salient / non-salient dropping uses the saliency map's cells")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--data-pipeline", choices=("auto", "cpu", "gpu"), default="auto",
+                        help="gpu: workers read bytes, the GPU decodes (nvjpeg) and resizes batches; "
+                             "auto: gpu on a CUDA device whose torchvision has nvjpeg")
     args = parser.parse_args(argv)
     if not 0.0 < args.crop_pct <= 1.0:
         parser.error(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
@@ -112,7 +116,8 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
         settings = Settings(batch_size=args.batch_size, workers=args.workers, amp=device.type == "cuda",
                             seed=args.seed, repeats=args.repeats, per_image=args.per_image,
                             random_patch_size=args.random_patch_size, rank=dist_info.rank,
-                            world_size=dist_info.world_size, show_progress=dist_info.is_main)
+                            world_size=dist_info.world_size, show_progress=dist_info.is_main,
+                            data_pipeline=resolve_pipeline(args.data_pipeline, device))
         dino = load_model(f"vit_small_patch16_224.dino={args.dino}", device) if args.dino else None
         results: Dict[str, Dict] = {}
         for spec in args.checkpoint:

@@ -24,6 +24,7 @@ from mixpro import ClsAttention, attention_site
 from pretrain.checkpoint import load_model_weights
 from pretrain.data import ShardSampler, collate
 from pretrain.distributed import all_gather_objects, all_reduce_sum
+from pretrain.gpu_data import DeviceDecoder, DevicePrefetcher, EncodedImageDataset, collate_encoded
 
 from . import metrics
 from .data import EvalSet, eval_transform
@@ -86,9 +87,16 @@ def load_model(spec: str, device: torch.device) -> LoadedModel:
     return LoadedModel.wrap(label, model, device, meta)
 
 
-def _loader(evalset: EvalSet, batch_size: int, workers: int, rank: int, world: int) -> DataLoader:
-    return DataLoader(evalset.dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
-                      sampler=ShardSampler(len(evalset.dataset), rank, world), pin_memory=torch.cuda.is_available())
+def _loader(evalset: EvalSet, settings: "Settings", device: torch.device):
+    """This process's shard; on the GPU data path workers read bytes and the device decodes and resizes."""
+    sampler = ShardSampler(len(evalset.dataset), settings.rank, settings.world_size)
+    if settings.data_pipeline == "cpu":
+        return DataLoader(evalset.dataset, batch_size=settings.batch_size, num_workers=settings.workers,
+                          collate_fn=collate, sampler=sampler, pin_memory=torch.cuda.is_available())
+    dataset = EncodedImageDataset.like(evalset.dataset)
+    loader = DataLoader(dataset, batch_size=settings.batch_size, num_workers=settings.workers,
+                        collate_fn=collate_encoded, sampler=sampler, pin_memory=torch.cuda.is_available())
+    return DevicePrefetcher(loader, DeviceDecoder(dataset.plan, device))
 
 
 def _gather(arrays: Dict[str, List[float]]) -> Dict[str, np.ndarray]:
@@ -110,6 +118,7 @@ class Settings:
     rank: int = 0
     world_size: int = 1
     show_progress: bool = True
+    data_pipeline: str = "cpu"
 
 
 def occlusion_patch_size(model: torch.nn.Module) -> int:
@@ -140,7 +149,7 @@ def evaluate_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
     generator = torch.Generator(device=device).manual_seed(settings.seed + settings.rank)
     counts: Dict[str, torch.Tensor] = {}
     total = 0
-    loader = _loader(evalset, settings.batch_size, settings.workers, settings.rank, settings.world_size)
+    loader = _loader(evalset, settings, device)
     with torch.no_grad():
         for images, labels, _ in tqdm(loader, desc=f"{model.name} imagenet val", disable=not settings.show_progress):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -187,7 +196,7 @@ def predictions(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dic
     device = model.mean.device
     columns = torch.tensor(evalset.logit_indices, device=device) if evalset.logit_indices else None
     parts: Dict[str, List[torch.Tensor]] = {"confidence": [], "prediction": [], "label": []}
-    loader = _loader(evalset, settings.batch_size, settings.workers, settings.rank, settings.world_size)
+    loader = _loader(evalset, settings, device)
     with torch.no_grad():
         for images, labels, _ in tqdm(loader, desc=f"{model.name} {evalset.name}", disable=not settings.show_progress):
             logits = model.logits(images.to(device, non_blocking=True), settings.amp)

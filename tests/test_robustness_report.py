@@ -163,3 +163,15 @@ def test_model_must_predict_the_label_space(trees, tmp_path):
         main("report", ["--checkpoint", str(trees["ours"]), "--classes", str(tmp_path / "classes.txt"),
                         "--val", str(place(tmp_path / "val", ["0", "1"])), "--out", str(tmp_path / "r"),
                         "--device", "cpu"])
+
+
+def test_gpu_data_pipeline_gives_the_cpu_numbers(trees, tmp_path):
+    """Workers reading bytes, decoding and resizing on the device (here its CPU fallback): the same
+    accuracies, occlusion curves, calibration and OOD scores as timm's transforms in the workers."""
+    common = ["--checkpoint", str(trees["ours"]), "--imagenet-val", str(trees["val"]), "--imagenet-a", str(trees["a"]),
+              "--imagenet-o", str(trees["o"]), "--device", "cpu", "--workers", "0", "--batch-size", "4"]
+    cpu = main("report", [*common, "--out", str(tmp_path / "cpu"), "--data-pipeline", "cpu"])["vit_random"]
+    gpu = main("report", [*common, "--out", str(tmp_path / "gpu"), "--data-pipeline", "gpu"])["vit_random"]
+    assert gpu["val"]["top1"] == cpu["val"]["top1"] and gpu["val"]["occlusion"] == cpu["val"]["occlusion"]
+    assert gpu["shifted"]["confidence"] == pytest.approx(cpu["shifted"]["confidence"], abs=1e-5)
+    assert gpu["ood"]["aupr"] == pytest.approx(cpu["ood"]["aupr"], abs=1e-6)

@@ -1,0 +1,98 @@
+"""Where the GPU data path spends its time, per batch: the loader workers alone (read bytes, draw
+parameters, hand over), nvjpeg decoding, packing, resampling, the rest of the augmentation, and the
+whole device stage; plus the device kernels of the whole stage (torch.profiler).
+
+    PYTHONPATH=. python benchmarks/profile_gpu_data.py --data-path DIR --out profile.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from pretrain.config import parse_args
+from pretrain.data import build_datasets
+from pretrain.gpu_augment import resample_boxes
+from pretrain.gpu_data import DeviceDecoder, EncodedImageDataset, collate_encoded
+from pretrain.main import build_model
+
+
+def timed(fn, device):
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    torch.cuda.synchronize(device)
+    return result, 1000 * (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-path", required=True)
+    parser.add_argument("--config", default="configs/pretrain/deit_small_mixpro.yaml")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--out", default="")
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    config = parse_args(["--config", args.config, "--data-path", args.data_path])
+    train, _ = build_datasets(config, build_model(config))
+    dataset = EncodedImageDataset.like(train)
+    result = {"batch_size": args.batch_size, "workers": args.workers}
+
+    start = time.perf_counter()
+    for index in range(200):
+        dataset[index]
+    result["worker_ms_per_image"] = 1000 * (time.perf_counter() - start) / 200
+
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, shuffle=True,
+                        collate_fn=collate_encoded, pin_memory=True, drop_last=True)
+    batches, start = [], 0.0
+    for step, batch in enumerate(loader):
+        if step == 2:
+            start = time.perf_counter()
+        batches.append(batch)
+        if len(batches) == args.batches + 2:
+            break
+    result["loader_alone_img_per_s"] = args.batches * args.batch_size / (time.perf_counter() - start)
+
+    decoder = DeviceDecoder(dataset.plan, device)
+    decoder(batches[0])  # warm-up: nvjpeg handles, Triton compilation
+    stages = {"decode": [], "pack": [], "resample": [], "augment_after_resample": [], "device_stage_total": []}
+    for batch in batches[2:]:
+        (images, _), ms = timed(lambda: decoder.decode(batch), device)
+        stages["decode"].append(ms)
+        flat, ms = timed(lambda: torch.cat([image.reshape(-1) for image in images]), device)
+        stages["pack"].append(ms)
+        plan = dataset.plan
+        _, ms = timed(lambda: resample_boxes(flat, batch.sizes, batch.params[:, 0:4], batch.params[:, 4:8], plan.size,
+                                             plan.interpolation), device)
+        stages["resample"].append(ms)
+        _, ms_all = timed(lambda: decoder.augment(flat, batch.sizes, batch.params), device)
+        stages["augment_after_resample"].append(ms_all - ms)
+        _, ms = timed(lambda: decoder(batch), device)
+        stages["device_stage_total"].append(ms)
+    result["median_ms"] = {name: statistics.median(values) for name, values in stages.items()}
+    result["device_stage_img_per_s"] = args.batch_size / result["median_ms"]["device_stage_total"] * 1000
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profiler:
+        for batch in batches[2:5]:
+            decoder(batch)
+        torch.cuda.synchronize(device)
+    events = [e for e in profiler.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+    events.sort(key=lambda e: e.device_time_total, reverse=True)
+    result["kernels_per_batch"] = sum(e.count for e in events) / 3
+    result["device_ms_per_batch"] = sum(e.device_time_total for e in events) / 3 / 1000
+    result["top_kernels_ms_per_batch"] = {e.key[:90]: round(e.device_time_total / 3 / 1000, 3) for e in events[:12]}
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Table of benchmarks/h200_data_pipeline.sh's runs: input pipeline alone, synthetic-data training and
+end-to-end training from JPEGs per data pipeline, eager and compiled; writes RESULTS/summary.json.
+
+    python benchmarks/summarize_data_pipeline.py RESULTS
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def last_epoch_rate(folder: Path) -> float:
+    rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+    return rows[-1]["train_img_per_s"]  # the first epoch holds compilation and loader start-up
+
+
+def main(results: Path) -> dict:
+    summary = {"loader_only": {}, "training": {}}
+    for pipeline in ("cpu", "gpu"):
+        path = results / f"loader_{pipeline}.json"
+        if path.is_file():
+            summary["loader_only"][pipeline] = json.loads(path.read_text())["img_per_s"]
+    lines = ["| mode | synthetic data | CPU path (timm in 16 workers) | GPU path (nvjpeg + device ops) "
+             "| GPU path / synthetic |",
+             "|---|---|---|---|---|"]
+    for mode in ("eager", "compile"):
+        row = {}
+        synthetic = results / f"synthetic_{mode}" / "benchmark.json"
+        if synthetic.is_file():
+            row["synthetic"] = json.loads(synthetic.read_text())["img_per_s"]
+        for pipeline in ("cpu", "gpu"):
+            folder = results / f"train_{pipeline}_{mode}"
+            if (folder / "log.jsonl").is_file():
+                row[pipeline] = last_epoch_rate(folder)
+        if "synthetic" in row and "gpu" in row:
+            row["gpu_over_synthetic"] = row["gpu"] / row["synthetic"]
+        summary["training"][mode] = row
+        cells = [f"{row[key]:,.0f}" if key in row else "-" for key in ("synthetic", "cpu", "gpu")]
+        ratio = f"{row['gpu_over_synthetic']:.0%}" if "gpu_over_synthetic" in row else "-"
+        lines.append(f"| {'compiled' if mode == 'compile' else mode} | " + " | ".join(cells) + f" | {ratio} |")
+    loaders = ", ".join(f"{name} {rate:,.0f} img/s" for name, rate in summary["loader_only"].items())
+    lines.append(f"\ninput pipeline alone (no model): {loaders or '-'}")
+    (results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("\n".join(lines))
+    return summary
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

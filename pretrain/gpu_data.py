@@ -1,0 +1,304 @@
+"""GPU data path: loader workers only read file bytes and draw each image's augmentation parameters;
+the GPU decodes whole batches with nvjpeg (``torchvision.io.decode_jpeg(..., device='cuda')``) and
+augments them with :mod:`pretrain.gpu_augment`, one batch ahead of training on a stream of its own.
+
+Bad files are handled as on the CPU path. A worker opens each file's header with PIL: what is not a
+baseline-decodable JPEG (PNG, CMYK, a JPEG without its end marker, ...) is decoded there by PIL, and
+what PIL cannot read is skipped, counted and replaced by the next readable file. On the GPU, a batch
+that nvjpeg refuses is decoded image by image; an image nvjpeg refuses is decoded by libjpeg on the
+host, and one neither can decode is counted as bad and replaced by another image of the batch.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from .data import RobustImageDataset
+from .gpu_augment import AugmentPlan, DeviceAugment, plan_from_transform, to_device
+
+_logger = logging.getLogger(__name__)
+
+_END_OF_IMAGE = b"\xff\xd9"
+_TAIL = 1024  # bytes searched for the end marker (some files carry padding after it)
+GPU_DECODABLE_MODES = ("RGB", "L")
+
+
+def gpu_decode_available(device: torch.device) -> bool:
+    """nvjpeg decoding needs a CUDA device and a torchvision built with it."""
+    if device.type != "cuda":
+        return False
+    return hasattr(torch.ops.image, "decode_jpegs_cuda")
+
+
+def resolve_pipeline(choice: str, device: torch.device) -> str:
+    """'cpu' / 'gpu' as asked ('gpu' without a usable GPU is an error); 'auto': gpu where nvjpeg works."""
+    if choice == "cpu":
+        return "cpu"
+    available = gpu_decode_available(device)
+    if choice == "gpu" and not available and device.type == "cuda":
+        raise RuntimeError("--data-pipeline gpu needs torchvision built with nvjpeg (torch.ops.image.decode_jpegs_cuda "
+                           "is missing); use --data-pipeline cpu")
+    if choice == "gpu":
+        return "gpu"
+    if choice == "auto":
+        return "gpu" if available else "cpu"
+    raise ValueError(f"data pipeline must be auto, cpu or gpu, got {choice!r}")
+
+
+@dataclass
+class EncodedItem:
+    payload: torch.Tensor  # JPEG bytes (1-D uint8), or decoded (3, H, W) uint8 pixels
+    encoded: bool
+    params: np.ndarray
+    size: Tuple[int, int]  # (H, W)
+
+
+class EncodedImageDataset(RobustImageDataset):
+    """timm's reader, returning file bytes plus the parameters of ``plan`` instead of transformed pixels;
+    unreadable files are skipped and counted by :class:`RobustImageDataset`'s loop."""
+
+    def __init__(self, location: str, plan: AugmentPlan, class_map="") -> None:
+        super().__init__(location, transform=None, class_map=class_map)
+        self.plan = plan
+
+    @classmethod
+    def like(cls, dataset: RobustImageDataset, plan: Optional[AugmentPlan] = None) -> "EncodedImageDataset":
+        """The same files and labels as ``dataset``, for the device plan of its transform."""
+        encoded = cls.__new__(cls)
+        encoded.reader, encoded.location, encoded.transform = dataset.reader, dataset.location, None
+        encoded.plan = plan or plan_from_transform(dataset.transform)
+        return encoded
+
+    def load(self, index: int) -> Tuple[EncodedItem, int]:
+        file, label = self.reader[index]
+        data = file.read()
+        file.close()
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        if (image.format == "JPEG" and image.mode in GPU_DECODABLE_MODES
+                and data.rfind(_END_OF_IMAGE, max(0, len(data) - _TAIL)) != -1):
+            payload, encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8), True
+        else:
+            image = image.convert("RGB")  # decodes fully: corrupt files raise here, inside the guard
+            payload, encoded = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous(), False
+        return EncodedItem(payload, encoded, self.plan.sample(image), (image.height, image.width)), label
+
+
+@dataclass
+class EncodedBatch:
+    """A batch as the workers hand it over: every payload in one byte tensor, so a batch crosses the
+    process boundary as one shared-memory block rather than one per image."""
+
+    data: torch.Tensor  # the payloads' bytes, concatenated (1-D uint8)
+    lengths: List[int]
+    shapes: List[Optional[Tuple[int, int, int]]]  # None: JPEG bytes; (3, H, W): pixels decoded by a worker
+    labels: torch.Tensor
+    params: torch.Tensor  # (B, P) float64
+    sizes: torch.Tensor  # (B, 2) [H, W]
+    bad: torch.Tensor
+
+    @property
+    def encoded(self) -> List[bool]:
+        return [shape is None for shape in self.shapes]
+
+    def payloads(self) -> List[torch.Tensor]:
+        parts = self.data.split(self.lengths)
+        return [part if shape is None else part.view(shape) for part, shape in zip(parts, self.shapes)]
+
+    def pin_memory(self) -> "EncodedBatch":
+        """Pinned, so that nvjpeg's and our host-to-device copies need not be staged by the driver."""
+        return EncodedBatch(self.data.pin_memory(), self.lengths, self.shapes, self.labels.pin_memory(),
+                            self.params.pin_memory(), self.sizes, self.bad)
+
+
+def collate_encoded(batch: List[Tuple[EncodedItem, int, int]]) -> EncodedBatch:
+    items, labels, bad = zip(*batch)
+    payloads = [item.payload.reshape(-1) for item in items]
+    return EncodedBatch(torch.cat(payloads), [len(p) for p in payloads],
+                        [None if item.encoded else tuple(item.payload.shape) for item in items], torch.tensor(labels),
+                        torch.from_numpy(np.stack([item.params for item in items])),
+                        torch.tensor([item.size for item in items]), torch.tensor(bad))
+
+
+class DeviceDecoder:
+    """EncodedBatch -> (normalised images on the device, labels on the device, bad counts on the host)."""
+
+    def __init__(self, plan: AugmentPlan, device: torch.device) -> None:
+        self.device = device
+        self.augment = DeviceAugment(plan, device)
+
+    def decode(self, batch: EncodedBatch) -> Tuple[List[Optional[torch.Tensor]], int]:
+        """Decoded (3, H, W) uint8 images on the device (None where nothing could decode) and the count
+        of images nvjpeg refused that libjpeg decoded on the host."""
+        payloads = batch.payloads()
+        jpegs = [index for index, encoded in enumerate(batch.encoded) if encoded]
+        images: List[Optional[torch.Tensor]] = [None if encoded else to_device(payload, self.device)
+                                                for payload, encoded in zip(payloads, batch.encoded)]
+        if not jpegs:
+            return images, 0
+        try:
+            decoded = decode_jpeg([payloads[i] for i in jpegs], mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError:
+            decoded = [self._decode_one(payloads[i]) for i in jpegs]  # find the images it refuses
+        host_decoded = 0
+        for index, image in zip(jpegs, decoded):
+            if image is None:
+                image = self._decode_on_host(payloads[index], index)
+                host_decoded += image is not None
+            if image is not None and tuple(image.shape[1:]) != tuple(batch.sizes[index].tolist()):
+                _logger.warning("decoded image %d of the batch is %s, its header said %s: skipped", index,
+                                tuple(image.shape[1:]), tuple(batch.sizes[index].tolist()))
+                image = None
+            images[index] = image
+        return images, host_decoded
+
+    def _decode_one(self, payload: torch.Tensor) -> Optional[torch.Tensor]:
+        try:
+            return decode_jpeg(payload, mode=ImageReadMode.RGB, device=self.device)
+        except RuntimeError:
+            return None
+
+    def _decode_on_host(self, payload: torch.Tensor, index: int) -> Optional[torch.Tensor]:
+        try:
+            return decode_jpeg(payload, mode=ImageReadMode.RGB).to(self.device, non_blocking=True)
+        except RuntimeError as error:
+            _logger.warning("skipped image %d of the batch, which neither nvjpeg nor libjpeg decodes: %s", index, error)
+            return None
+
+    def __call__(self, batch: EncodedBatch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.augment_packed(*self.decode_packed(batch))
+
+    def augment_packed(self, flat, sizes, params, labels, bad) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.augment(flat, sizes, params), to_device(labels, self.device), bad
+
+    def decode_packed(self, batch: EncodedBatch):
+        """Decoded images packed in one buffer, with the sizes, parameters, labels and bad counts that
+        go with them once failed slots are filled."""
+        images, _ = self.decode(batch)
+        good = [index for index, image in enumerate(images) if image is not None]
+        if not good:
+            raise RuntimeError(f"no image of a batch of {len(images)} could be decoded: is the dataset intact?")
+        labels, params, sizes, bad = batch.labels, batch.params, batch.sizes, batch.bad
+        if len(good) < len(images):
+            # A failed slot repeats the next good image of the batch, with its parameters and label, and is counted.
+            source = torch.tensor([next((g for g in good if g >= index), good[0]) for index in range(len(images))])
+            failed = torch.tensor([image is None for image in images])
+            images = [images[i] for i in source.tolist()]
+            labels, params, sizes = labels[source], params[source], sizes[source]
+            bad = bad + failed.long()
+        return torch.cat([image.reshape(-1) for image in images]), sizes, params, labels, bad
+
+
+_DONE = object()
+
+
+class DevicePrefetcher:
+    """Iterates a loader of :class:`EncodedBatch` and yields ``(images, labels, bad)`` on the device.
+
+    On CUDA two background threads, each on a stream of its own, run ahead of training by up to
+    ``depth`` batches: one decodes (nvjpeg blocks its caller while the decoder works, with the GIL
+    released), the other augments, so decoding the next batch overlaps augmenting this one and both
+    overlap the training step. On a CPU device the batches are prepared in line."""
+
+    def __init__(self, loader, decoder: DeviceDecoder, depth: int = 3) -> None:
+        self.loader = loader
+        self.decoder = decoder
+        self.depth = depth
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    @property
+    def dataset(self):
+        return self.loader.dataset
+
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        device = self.decoder.device
+        if device.type != "cuda":
+            for batch in self.loader:
+                yield self.decoder(batch)
+            return
+        stop = threading.Event()
+        decoded: queue.Queue = queue.Queue(maxsize=self.depth)
+        ready: queue.Queue = queue.Queue(maxsize=self.depth)
+
+        def put(target: queue.Queue, item) -> None:
+            while not stop.is_set():
+                try:
+                    target.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+
+        def stage(source, work, target: queue.Queue) -> None:
+            stream = torch.cuda.Stream(device)
+            try:
+                with torch.cuda.device(device), torch.cuda.stream(stream):
+                    for item in source():
+                        if stop.is_set():
+                            return
+                        if isinstance(item, BaseException):
+                            raise item
+                        put(target, work(item, stream))
+            except BaseException as error:  # handed on to the training thread, which raises it
+                put(target, error)
+            else:
+                put(target, _DONE)
+
+        def decode(batch, stream):
+            packed = self.decoder.decode_packed(batch)
+            event = torch.cuda.Event()
+            event.record(stream)
+            return packed, event
+
+        def augment(item, stream):
+            (flat, *rest), event = item
+            stream.wait_event(event)
+            flat.record_stream(stream)
+            images, labels, bad = self.decoder.augment_packed(flat, *rest)
+            done = torch.cuda.Event()
+            done.record(stream)
+            return images, labels, bad, done
+
+        threads = [threading.Thread(target=stage, args=(lambda: iter(self.loader), decode, decoded), daemon=True,
+                                    name="gpu-data-decode"),
+                   threading.Thread(target=stage, args=(lambda: _drain(decoded, stop), augment, ready), daemon=True,
+                                    name="gpu-data-augment")]
+        for thread in threads:
+            thread.start()
+        try:
+            for item in _drain(ready, stop):
+                if isinstance(item, BaseException):
+                    raise item
+                images, labels, bad, event = item
+                current = torch.cuda.current_stream(device)
+                current.wait_event(event)
+                images.record_stream(current)  # the allocator must not reuse them before training has read them
+                labels.record_stream(current)
+                yield images, labels, bad
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+
+
+def _drain(source: queue.Queue, stop: threading.Event):
+    """Items of ``source`` up to its end marker (errors included, for the consumer to raise)."""
+    while not stop.is_set():
+        try:
+            item = source.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if item is _DONE:
+            return
+        yield item
+        if isinstance(item, BaseException):
+            return
