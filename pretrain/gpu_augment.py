@@ -160,6 +160,12 @@ class AugmentPlan:
                 w = int(round(math.sqrt(target_area / aspect_ratio)))
                 if w < size and h < size:
                     boxes[index] = (random.randint(0, size - h), random.randint(0, size - w), h, w)
+                    # timm fills the box with torch's CPU normal draws here: draw as many, so every later
+                    # draw (the next image's flip, say) stays equal to the CPU path's
+                    if erasing.per_pixel:
+                        torch.empty((3, h, w)).normal_()
+                    elif erasing.rand_color:
+                        torch.empty((3, 1, 1)).normal_()
                     break
 
 
@@ -213,6 +219,8 @@ def plan_from_transform(transform) -> AugmentPlan:
                                        f"use the CPU data path")
     if "size" not in fields or ("random_crop" not in fields and "resize" not in fields):
         raise UnsupportedTransform(f"expected a RandomResizedCrop, or a Resize and a CenterCrop, in {transform}")
+    if "rand_augment" in fields and "jitter" in fields:
+        raise UnsupportedTransform("RandAugment together with colour jitter is not implemented on the GPU data path")
     plan = AugmentPlan(**fields)
     if plan.rand_augment is not None:
         for op in plan.rand_augment.ops:
@@ -340,7 +348,7 @@ def _build_triton_kernel():
         blocks = (lines + LINES - 1) // LINES
         channel = program % 3
         i = ((program // 3) % blocks) * LINES + tl.arange(0, LINES)
-        b = program // (3 * blocks)
+        b = (program // (3 * blocks)).to(tl.int64)  # image offsets of large batches pass 2^31
         line_ok = i < lines
         xs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         inside = xs < out_size
@@ -401,7 +409,7 @@ def _build_triton_vertical():
         program = tl.program_id(0)
         y = program % out_rows
         channel = (program // out_rows) % 3
-        b = program // (3 * out_rows)
+        b = (program // (3 * out_rows)).to(tl.int64)
         xs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         inside = xs < width
         row0 = tl.load(first + b * out_rows + y)
@@ -696,7 +704,7 @@ def _build_triton_layer():
         program = tl.program_id(0)
         y = program % size
         channel = (program // size) % 3
-        b = program // (3 * size)
+        b = (program // (3 * size)).to(tl.int64)
         xs = tl.arange(0, BLOCK)
         inside = xs < size
         plane = size * size
@@ -780,6 +788,10 @@ class DeviceAugment:
             self.mean = torch.tensor(plan.mean, device=device).view(1, 3, 1, 1) * 255
             self.std = torch.tensor(plan.std, device=device).view(1, 3, 1, 1) * 255
         self.use_triton = triton_available(device)
+        # Erasing noise from a generator of its own: the global one is drawn by the training thread too,
+        # in an order that depends on thread timing. Seeded from the process's seed (without drawing from
+        # it), so runs repeat.
+        self.noise = torch.Generator(device=device).manual_seed(torch.initial_seed() + 1)
 
     def __call__(self, flat: torch.Tensor, sizes: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """flat: packed (3, H, W) uint8 images on the device; sizes (B, 2) and params (B, P) on the host."""
@@ -871,9 +883,9 @@ class DeviceAugment:
             cols = (position >= left) & (position < left + w)
             mask = (rows[:, :, None] & cols[:, None, :])[:, None]
             if erasing.per_pixel:
-                values = torch.randn_like(x)
+                values = torch.randn(x.shape, device=x.device, generator=self.noise)
             elif erasing.rand_color:
-                values = torch.randn(len(x), 3, 1, 1, device=x.device).expand_as(x)
+                values = torch.randn(len(x), 3, 1, 1, device=x.device, generator=self.noise).expand_as(x)
             else:
                 values = torch.zeros_like(x)
             x = torch.where(mask, values, x)

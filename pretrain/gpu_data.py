@@ -32,11 +32,30 @@ _TAIL = 1024  # bytes searched for the end marker (some files carry padding afte
 GPU_DECODABLE_MODES = ("RGB", "L")
 
 
+_DECODE_WORKS = {}
+
+
 def gpu_decode_available(device: torch.device) -> bool:
-    """nvjpeg decoding needs a CUDA device and a torchvision built with it."""
+    """nvjpeg decoding needs a CUDA device and a torchvision built with it (the op is registered even
+    without nvjpeg, and then raises): decode a tiny JPEG once to know."""
     if device.type != "cuda":
         return False
-    return hasattr(torch.ops.image, "decode_jpegs_cuda")
+    if device not in _DECODE_WORKS:
+        encoded = io.BytesIO()
+        Image.new("RGB", (16, 16), (90, 120, 30)).save(encoded, format="JPEG")
+        try:
+            decode_jpeg([torch.frombuffer(bytearray(encoded.getvalue()), dtype=torch.uint8)], mode=ImageReadMode.RGB,
+                        device=device)
+            _DECODE_WORKS[device] = True
+        except RuntimeError as error:
+            _logger.warning("nvjpeg decoding does not work on %s (%s)", device, error)
+            _DECODE_WORKS[device] = False
+    return _DECODE_WORKS[device]
+
+
+def _decode_error(error: RuntimeError) -> bool:
+    """A refusal to decode, as opposed to running out of memory or a broken CUDA context."""
+    return not isinstance(error, torch.OutOfMemoryError) and "CUDA error" not in str(error)
 
 
 def resolve_pipeline(choice: str, device: torch.device) -> str:
@@ -144,9 +163,15 @@ class DeviceDecoder:
                                                 for payload, encoded in zip(payloads, batch.encoded)]
         if not jpegs:
             return images, 0
+        if self.device.type == "cuda":
+            # nvjpeg writes its outputs on a stream of its own, into memory this stream may still be reading
+            # (the previous batch's packing): let that finish first. Only this thread waits.
+            torch.cuda.current_stream(self.device).synchronize()
         try:
             decoded = decode_jpeg([payloads[i] for i in jpegs], mode=ImageReadMode.RGB, device=self.device)
-        except RuntimeError:
+        except RuntimeError as error:
+            if not _decode_error(error):
+                raise
             decoded = [self._decode_one(payloads[i]) for i in jpegs]  # find the images it refuses
         host_decoded = 0
         for index, image in zip(jpegs, decoded):
@@ -163,13 +188,17 @@ class DeviceDecoder:
     def _decode_one(self, payload: torch.Tensor) -> Optional[torch.Tensor]:
         try:
             return decode_jpeg(payload, mode=ImageReadMode.RGB, device=self.device)
-        except RuntimeError:
+        except RuntimeError as error:
+            if not _decode_error(error):
+                raise
             return None
 
     def _decode_on_host(self, payload: torch.Tensor, index: int) -> Optional[torch.Tensor]:
         try:
             return decode_jpeg(payload, mode=ImageReadMode.RGB).to(self.device, non_blocking=True)
         except RuntimeError as error:
+            if not _decode_error(error):
+                raise
             _logger.warning("skipped image %d of the batch, which neither nvjpeg nor libjpeg decodes: %s", index, error)
             return None
 
@@ -182,7 +211,9 @@ class DeviceDecoder:
     def decode_packed(self, batch: EncodedBatch):
         """Decoded images packed in one buffer, with the sizes, parameters, labels and bad counts that
         go with them once failed slots are filled."""
-        images, _ = self.decode(batch)
+        images, host_decoded = self.decode(batch)
+        if host_decoded and self.device.type == "cuda":
+            _logger.warning("%d image(s) of a batch that nvjpeg refused were decoded on the host", host_decoded)
         good = [index for index, image in enumerate(images) if image is not None]
         if not good:
             raise RuntimeError(f"no image of a batch of {len(images)} could be decoded: is the dataset intact?")
@@ -239,8 +270,8 @@ class DevicePrefetcher:
                     continue
 
         def stage(source, work, target: queue.Queue) -> None:
-            stream = torch.cuda.Stream(device)
             try:
+                stream = torch.cuda.Stream(device)
                 with torch.cuda.device(device), torch.cuda.stream(stream):
                     for item in source():
                         if stop.is_set():
@@ -272,9 +303,9 @@ class DevicePrefetcher:
                                     name="gpu-data-decode"),
                    threading.Thread(target=stage, args=(lambda: _drain(decoded, stop), augment, ready), daemon=True,
                                     name="gpu-data-augment")]
-        for thread in threads:
-            thread.start()
         try:
+            for thread in threads:
+                thread.start()
             for item in _drain(ready, stop):
                 if isinstance(item, BaseException):
                     raise item
@@ -287,7 +318,8 @@ class DevicePrefetcher:
         finally:
             stop.set()
             for thread in threads:
-                thread.join()
+                if thread.is_alive():
+                    thread.join()
 
 
 def _drain(source: queue.Queue, stop: threading.Event):

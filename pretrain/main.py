@@ -31,6 +31,7 @@ from mixpro import AttentionOutput, BatchMixer, attention_site
 from . import checkpoint as ckpt
 from .config import to_yaml
 from .data import BadImageCounter, SyntheticBatches, build_datasets, build_loaders
+from .gpu_augment import UnsupportedTransform, plan_from_transform
 from .gpu_data import DeviceDecoder, DevicePrefetcher, EncodedImageDataset, collate_encoded, resolve_pipeline
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .engine import StepOptions, evaluate, lr_for_batch, train_one_epoch
@@ -164,10 +165,18 @@ def build_data(config: argparse.Namespace, model: torch.nn.Module, dist_info: Di
     or workers reading bytes for batched nvjpeg decoding and augmentation on the device ('gpu')."""
     train_set, val_set = build_datasets(config, model)
     pipeline = resolve_pipeline(config.data_pipeline, dist_info.device)
+    if pipeline == "gpu":
+        try:
+            plans = plan_from_transform(train_set.transform), plan_from_transform(val_set.transform)
+        except UnsupportedTransform as error:
+            if config.data_pipeline != "auto":
+                raise
+            _logger.warning("the GPU data path cannot run this recipe (%s): using the CPU path", error)
+            pipeline = "cpu"
     if pipeline == "cpu":
         return (train_set, val_set, *build_loaders(config, train_set, val_set, dist_info.rank, dist_info.world_size),
                 pipeline)
-    train_set, val_set = EncodedImageDataset.like(train_set), EncodedImageDataset.like(val_set)
+    train_set, val_set = EncodedImageDataset.like(train_set, plans[0]), EncodedImageDataset.like(val_set, plans[1])
     train_loader, val_loader, train_sampler, loader_generator = build_loaders(
         config, train_set, val_set, dist_info.rank, dist_info.world_size, collate_encoded)
     train_loader = DevicePrefetcher(train_loader, DeviceDecoder(train_set.plan, dist_info.device))

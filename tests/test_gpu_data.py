@@ -252,8 +252,44 @@ def test_pixel_erasing_fills_standard_normal_noise():
     assert noise.numel() > 1000 and abs(noise.mean()) < 0.1 and abs(noise.std() - 1) < 0.1
 
 
-def test_unsupported_transforms_are_refused():
+def test_sequential_draws_keep_every_random_stream_in_step():
+    """Without reseeding per image, the CPU transform (whose pixel erasing draws torch's normal noise)
+    and the sampler leave Python's, numpy's and torch's generators in the same state."""
+    cpu_transform, plan = deit_transform(re_prob=0.5), plan_from_transform(deit_transform(re_prob=0.5))
+    images = photos()[:3] * 4
+    states = []
+    for run in (lambda image: cpu_transform(image), plan.sample):
+        seeded(7)
+        for image in images:
+            run(image)
+        states.append((random.random(), np.random.random(), torch.rand(1).item()))
+    assert states[0] == states[1]
+
+
+def test_auto_pipeline_falls_back_for_recipes_the_gpu_path_lacks(tmp_path, monkeypatch, caplog):
+    """On a GPU, --data-pipeline auto trains an AugMix recipe on the CPU path; gpu refuses it."""
+    import pretrain.main as pretrain_main
+    from pretrain.distributed import DistInfo
     from pretrain.gpu_augment import UnsupportedTransform
+    root = make_image_folder(tmp_path / "data", per_class_train=2, per_class_val=1, size=40)
+    monkeypatch.setattr(pretrain_main, "resolve_pipeline", lambda choice, device: "gpu")
+    for choice in ("auto", "gpu"):
+        config = parse_args(["--data-path", str(root), "--num-classes", "4", "--input-size", "32", "--workers", "0",
+                             "--auto-augment", "augmix-m5-w4-d2", "--data-pipeline", choice, "--batch-size", "2"])
+        model = pretrain_main.build_model(config)
+        if choice == "auto":
+            assert pretrain_main.build_data(config, model, DistInfo())[-1] == "cpu"
+            assert "cannot run this recipe" in caplog.text
+        else:
+            with pytest.raises(UnsupportedTransform, match="AugMix"):
+                pretrain_main.build_data(config, model, DistInfo())
+
+
+def test_unsupported_transforms_are_refused():
+    from torchvision import transforms
+    from pretrain.gpu_augment import UnsupportedTransform
+    with pytest.raises(UnsupportedTransform, match="together with colour jitter"):
+        plan_from_transform(transforms.Compose([*deit_transform().transforms[:3], transforms.ColorJitter(0.4)]))
     with pytest.raises(UnsupportedTransform, match="random interpolation"):
         plan_from_transform(deit_transform(interpolation="random"))
     with pytest.raises(UnsupportedTransform, match="hue"):
