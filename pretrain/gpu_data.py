@@ -59,18 +59,19 @@ def _decode_error(error: RuntimeError) -> bool:
 
 
 def resolve_pipeline(choice: str, device: torch.device) -> str:
-    """'cpu' / 'gpu' as asked ('gpu' without a usable GPU is an error); 'auto': gpu where nvjpeg works."""
+    """'cpu' / 'gpu' as asked ('gpu' on a CUDA device where nvjpeg does not work is an error);
+    'auto': gpu where nvjpeg works."""
+    if choice not in ("auto", "cpu", "gpu"):
+        raise ValueError(f"data pipeline must be auto, cpu or gpu, got {choice!r}")
     if choice == "cpu":
         return "cpu"
     available = gpu_decode_available(device)
-    if choice == "gpu" and not available and device.type == "cuda":
-        raise RuntimeError("--data-pipeline gpu needs torchvision built with nvjpeg (torch.ops.image.decode_jpegs_cuda "
-                           "is missing); use --data-pipeline cpu")
-    if choice == "gpu":
-        return "gpu"
     if choice == "auto":
         return "gpu" if available else "cpu"
-    raise ValueError(f"data pipeline must be auto, cpu or gpu, got {choice!r}")
+    if device.type == "cuda" and not available:
+        raise RuntimeError("--data-pipeline gpu needs a torchvision whose nvjpeg decoding works on this GPU (a test "
+                           "decode failed, see the warning above); use --data-pipeline cpu")
+    return "gpu"
 
 
 @dataclass
@@ -167,17 +168,18 @@ class DeviceDecoder:
             # nvjpeg writes its outputs on a stream of its own, into memory this stream may still be reading
             # (the previous batch's packing): let that finish first. Only this thread waits.
             torch.cuda.current_stream(self.device).synchronize()
-        try:
-            decoded = decode_jpeg([payloads[i] for i in jpegs], mode=ImageReadMode.RGB, device=self.device)
-        except RuntimeError as error:
-            if not _decode_error(error):
-                raise
-            decoded = [self._decode_one(payloads[i]) for i in jpegs]  # find the images it refuses
+        decoded = self._try_decode([payloads[i] for i in jpegs], self.device)
+        if decoded is None:
+            decoded = [self._try_decode(payloads[i], self.device) for i in jpegs]  # find the images it refuses
         host_decoded = 0
         for index, image in zip(jpegs, decoded):
             if image is None:
-                image = self._decode_on_host(payloads[index], index)
-                host_decoded += image is not None
+                image = self._try_decode(payloads[index], torch.device("cpu"))
+                if image is None:
+                    _logger.warning("skipped image %d of the batch, which neither nvjpeg nor libjpeg decodes", index)
+                else:
+                    image = to_device(image, self.device)
+                    host_decoded += 1
             if image is not None and tuple(image.shape[1:]) != tuple(batch.sizes[index].tolist()):
                 _logger.warning("decoded image %d of the batch is %s, its header said %s: skipped", index,
                                 tuple(image.shape[1:]), tuple(batch.sizes[index].tolist()))
@@ -185,21 +187,16 @@ class DeviceDecoder:
             images[index] = image
         return images, host_decoded
 
-    def _decode_one(self, payload: torch.Tensor) -> Optional[torch.Tensor]:
+    @staticmethod
+    def _try_decode(payload, device: torch.device):
+        """decode_jpeg's result, or None when it refuses the data (running out of memory or a broken CUDA
+        context is raised, not taken for a bad file)."""
         try:
-            return decode_jpeg(payload, mode=ImageReadMode.RGB, device=self.device)
+            return decode_jpeg(payload, mode=ImageReadMode.RGB, device=device)
         except RuntimeError as error:
             if not _decode_error(error):
                 raise
-            return None
-
-    def _decode_on_host(self, payload: torch.Tensor, index: int) -> Optional[torch.Tensor]:
-        try:
-            return decode_jpeg(payload, mode=ImageReadMode.RGB).to(self.device, non_blocking=True)
-        except RuntimeError as error:
-            if not _decode_error(error):
-                raise
-            _logger.warning("skipped image %d of the batch, which neither nvjpeg nor libjpeg decodes: %s", index, error)
+            _logger.debug("decode_jpeg refused: %s", error)
             return None
 
     def __call__(self, batch: EncodedBatch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -235,13 +232,14 @@ class DevicePrefetcher:
     """Iterates a loader of :class:`EncodedBatch` and yields ``(images, labels, bad)`` on the device.
 
     On CUDA two background threads, each on a stream of its own, run ahead of training by up to
-    ``depth`` batches: one decodes (nvjpeg blocks its caller while the decoder works, with the GIL
-    released), the other augments, so decoding the next batch overlaps augmenting this one and both
-    overlap the training step. On a CPU device the batches are prepared in line."""
+    ``depth`` batches: one decodes (nvjpeg blocks its caller while the decoder works), the other
+    augments, so decoding the next batch overlaps augmenting this one and both run beside the training
+    step (nvjpeg's call still holds the GIL for part of its time: docs/benchmarks.md). On a CPU device
+    the batches are prepared in line. The plan comes from the loader's :class:`EncodedImageDataset`."""
 
-    def __init__(self, loader, decoder: DeviceDecoder, depth: int = 3) -> None:
+    def __init__(self, loader, device: torch.device, depth: int = 3) -> None:
         self.loader = loader
-        self.decoder = decoder
+        self.decoder = DeviceDecoder(loader.dataset.plan, device)
         self.depth = depth
 
     def __len__(self) -> int:

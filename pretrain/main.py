@@ -32,7 +32,7 @@ from . import checkpoint as ckpt
 from .config import to_yaml
 from .data import BadImageCounter, SyntheticBatches, build_datasets, build_loaders
 from .gpu_augment import UnsupportedTransform, plan_from_transform
-from .gpu_data import DeviceDecoder, DevicePrefetcher, EncodedImageDataset, collate_encoded, resolve_pipeline
+from .gpu_data import DevicePrefetcher, EncodedImageDataset, collate_encoded, resolve_pipeline
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .engine import StepOptions, evaluate, lr_for_batch, train_one_epoch
 
@@ -179,8 +179,8 @@ def build_data(config: argparse.Namespace, model: torch.nn.Module, dist_info: Di
     train_set, val_set = EncodedImageDataset.like(train_set, plans[0]), EncodedImageDataset.like(val_set, plans[1])
     train_loader, val_loader, train_sampler, loader_generator = build_loaders(
         config, train_set, val_set, dist_info.rank, dist_info.world_size, collate_encoded)
-    train_loader = DevicePrefetcher(train_loader, DeviceDecoder(train_set.plan, dist_info.device))
-    val_loader = DevicePrefetcher(val_loader, DeviceDecoder(val_set.plan, dist_info.device))
+    train_loader = DevicePrefetcher(train_loader, dist_info.device)
+    val_loader = DevicePrefetcher(val_loader, dist_info.device)
     return train_set, val_set, train_loader, val_loader, train_sampler, loader_generator, pipeline
 
 

@@ -24,7 +24,7 @@ from mixpro import ClsAttention, attention_site
 from pretrain.checkpoint import load_model_weights
 from pretrain.data import ShardSampler, collate
 from pretrain.distributed import all_gather_objects, all_reduce_sum
-from pretrain.gpu_data import DeviceDecoder, DevicePrefetcher, EncodedImageDataset, collate_encoded
+from pretrain.gpu_data import DevicePrefetcher, EncodedImageDataset, collate_encoded
 
 from . import metrics
 from .data import EvalSet, eval_transform
@@ -96,7 +96,7 @@ def _loader(evalset: EvalSet, settings: "Settings", device: torch.device):
     dataset = EncodedImageDataset.like(evalset.dataset)
     loader = DataLoader(dataset, batch_size=settings.batch_size, num_workers=settings.workers,
                         collate_fn=collate_encoded, sampler=sampler, pin_memory=torch.cuda.is_available())
-    return DevicePrefetcher(loader, DeviceDecoder(dataset.plan, device))
+    return DevicePrefetcher(loader, device)
 
 
 def _gather(arrays: Dict[str, List[float]]) -> Dict[str, np.ndarray]:
