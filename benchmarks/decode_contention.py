@@ -1,24 +1,35 @@
-"""Does nvjpeg decoding through torchvision get in the way of training? Two measurements on batches
-of a JPEG folder:
+"""Which batched JPEG decoder gets least in the way of training? On batches of a JPEG folder, for
+torchvision's nvjpeg call (from Python and from TorchScript) and, with ``--decoders``, for
+nvImageCodec's backends where it is installed (``nvimgcodec_hw``: the hardware JPEG engines;
+``nvimgcodec_cuda``; ``nvimgcodec_hybrid``; ``nvimgcodec_hw_then_cuda``; all with libjpeg's fancy
+chroma upsampling):
 
-1. the Python progress of the main thread while another thread decodes (1.0: decoding never holds
-   the GIL), for torchvision's ``decode_jpeg`` and for the same op called from TorchScript;
-2. large bf16 matrix products on the training stream alone, decoding alone, and both at once
-   (overlap: both take about as long as the longer one; serialised: about the sum), with the
-   products on the default stream or on a stream of their own.
+1. decode time per batch, and pixels against PIL's decode (what the CPU path trains on);
+2. the Python progress of the main thread while another thread decodes (1.0: decoding never holds
+   the GIL);
+3. large bf16 matrix products on the training stream alone, decoding alone, and both at once
+   (overlap: both take about as long as the longer one; serialised: about the sum).
 
-    PYTHONPATH=. python benchmarks/decode_contention.py --data-path DIR [--out FILE.json]
+    PYTHONPATH=. python benchmarks/decode_contention.py --data-path DIR [--decoders torchvision,nvimgcodec_hw]
+        [--out FILE.json]
+
+Run each nvImageCodec backend in a process of its own under a time limit: on the H200 machine used
+here (a gVisor sandbox) its CUDA backend could not be created and its hybrid and hardware decoders
+never returned.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import threading
 import time
 from pathlib import Path
-from typing import List
+from typing import Callable, List
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.io import ImageReadMode, decode_jpeg
 
@@ -27,15 +38,37 @@ from pretrain.data import build_datasets
 from pretrain.gpu_data import EncodedImageDataset, collate_encoded
 from pretrain.main import build_model
 
-
 def scripted_decode(data: List[torch.Tensor], mode: int, device: torch.device) -> List[torch.Tensor]:
     return torch.ops.image.decode_jpegs_cuda(data, mode, device)
+
+
+NVIMGCODEC_BACKENDS = {"nvimgcodec_hw": ("HW_GPU_ONLY",), "nvimgcodec_cuda": ("GPU_ONLY",),
+                       "nvimgcodec_hybrid": ("HYBRID_CPU_GPU",), "nvimgcodec_hw_then_cuda": ("HW_GPU_ONLY", "GPU_ONLY")}
+
+
+def nvimgcodec_decoder(name: str, device: torch.device) -> Callable[[List[torch.Tensor]], List[torch.Tensor]]:
+    from nvidia import nvimgcodec
+
+    backends = [nvimgcodec.Backend(getattr(nvimgcodec.BackendKind, kind)) for kind in NVIMGCODEC_BACKENDS[name]]
+    decoder = nvimgcodec.Decoder(device_id=device.index or 0, backends=backends, options=":fancy_upsampling=1")
+    params = nvimgcodec.DecodeParams(apply_exif_orientation=False, color_spec=nvimgcodec.ColorSpec.SRGB,
+                                     sample_format=nvimgcodec.SampleFormat.P_RGB)
+
+    def decode(data):
+        streams = [nvimgcodec.CodeStream(part.numpy()) for part in data]
+        images = decoder.decode(streams, params=params, cuda_stream=torch.cuda.current_stream(device).cuda_stream)
+        return [None if image is None else torch.as_tensor(image, device=device) for image in images]
+
+    return decode
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", required=True)
     parser.add_argument("--batches", type=int, default=12)
+    parser.add_argument("--decoders", default="torchvision,torchscript",
+                        help="comma-separated: torchvision, torchscript (the same op called from TorchScript), "
+                             + ", ".join(NVIMGCODEC_BACKENDS))
     parser.add_argument("--out", default="")
     args = parser.parse_args()
     device = torch.device("cuda")
@@ -47,12 +80,28 @@ def main() -> None:
         batches.append(batch.payloads())
         if len(batches) == args.batches:
             break
-    script = torch.jit.script(scripted_decode)
-    decoders = {"torchvision": lambda data: decode_jpeg(data, mode=ImageReadMode.RGB, device=device),
-                "torchscript": lambda data: script(data, ImageReadMode.RGB.value, device)}
+    references = [np.asarray(Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")) for data in batches[0]]
+    decoders = {}
+    for name in args.decoders.split(","):
+        if name == "torchvision":
+            decoders[name] = lambda data: decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+        elif name == "torchscript":
+            script = torch.jit.script(scripted_decode)
+            decoders[name] = lambda data: script(data, ImageReadMode.RGB.value, device)
+        elif name in NVIMGCODEC_BACKENDS:
+            decoders[name] = nvimgcodec_decoder(name, device)
+        else:
+            parser.error(f"unknown decoder {name!r}")
     result = {}
     for name, decode in decoders.items():
-        decode(batches[0])
+        print("decoding with", name, flush=True)
+        try:
+            first = decode(batches[0])
+        except RuntimeError as error:
+            result[name] = {"error": str(error)}
+            continue
+        differences = [np.abs(image.permute(1, 2, 0).cpu().numpy().astype(int) - reference)
+                       for image, reference in zip(first, references) if image is not None]
         torch.cuda.synchronize(device)
         start = time.perf_counter()
         for data in batches[1:]:
@@ -75,7 +124,12 @@ def main() -> None:
         while time.perf_counter() - start < during:
             idle += 1
         result[name] = {"decode_ms_per_batch": 1000 * alone / (len(batches) - 1),
-                        "main_thread_python_rate_while_decoding": busy / idle}
+                        "main_thread_python_rate_while_decoding": busy / idle,
+                        "undecoded_of_first_batch": sum(image is None for image in first),
+                        "max_abs_difference_to_pil": int(max(d.max() for d in differences)),
+                        "mean_abs_difference_to_pil": float(np.mean([d.mean() for d in differences])),
+                        "fraction_of_pixels_off_by_more_than_2": float(np.mean([(d > 2).mean() for d in differences]))}
+        print(name, json.dumps(result[name]), flush=True)
 
     matrix = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
 
@@ -90,20 +144,26 @@ def main() -> None:
     torch.cuda.synchronize(device)
     products_alone = time.perf_counter() - start
     for name, decode in decoders.items():
-        for where in ("default_stream", "own_stream"):
-            thread = threading.Thread(target=lambda: [decode(data) for data in batches[1:]])
-            stream = torch.cuda.Stream(device) if where == "own_stream" else torch.cuda.current_stream(device)
-            torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            thread.start()
-            with torch.cuda.stream(stream):
-                products(150)
-            thread.join()
-            torch.cuda.synchronize(device)
-            result[f"overlap_{name}_{where}"] = {
-                "products_alone_s": products_alone,
-                "decode_alone_s": result[name]["decode_ms_per_batch"] * (len(batches) - 1) / 1000,
-                "both_s": time.perf_counter() - start}
+        if "error" in result[name]:
+            continue
+
+        def work():
+            with torch.cuda.stream(torch.cuda.Stream(device)):
+                for data in batches[1:]:
+                    decode(data)
+                torch.cuda.synchronize(device)
+
+        thread = threading.Thread(target=work)
+        torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        thread.start()
+        products(150)
+        thread.join()
+        torch.cuda.synchronize(device)
+        result[name]["overlap"] = {"products_alone_s": products_alone,
+                                   "decode_alone_s": result[name]["decode_ms_per_batch"] * (len(batches) - 1) / 1000,
+                                   "both_s": time.perf_counter() - start}
+        print(name, json.dumps(result[name]["overlap"]), flush=True)
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

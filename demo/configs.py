@@ -5,7 +5,6 @@ the real model, head, loss, pipeline and metric."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict
 
 from .digits import CANVAS_SIZE, DIGIT_NAMES
 

@@ -16,6 +16,7 @@ suite. The ops follow the PIL definitions the CPU path applies, and tests compar
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from dataclasses import dataclass
@@ -432,6 +433,12 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.to(device, non_blocking=True)
 
 
+def batch_seed(params: torch.Tensor) -> int:
+    """A 63-bit seed that is a function of a batch's (host) parameter table."""
+    digest = hashlib.blake2b(params.contiguous().numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
 def triton_available(device: torch.device) -> bool:
     if device.type != "cuda":
         return False
@@ -788,10 +795,11 @@ class DeviceAugment:
             self.mean = torch.tensor(plan.mean, device=device).view(1, 3, 1, 1) * 255
             self.std = torch.tensor(plan.std, device=device).view(1, 3, 1, 1) * 255
         self.use_triton = triton_available(device)
-        # Erasing noise from a generator of its own: the global one is drawn by the training thread too,
-        # in an order that depends on thread timing. Seeded from the process's seed (without drawing from
-        # it), so runs repeat.
-        self.noise = torch.Generator(device=device).manual_seed(torch.initial_seed() + 1)
+        # Erasing noise from a generator of its own, seeded per batch from the batch's parameters: the noise
+        # then depends only on what the loader workers drew (as on the CPU path, where they draw the noise
+        # too), not on which thread or process augments nor on what it augmented before, so a resumed run
+        # repeats it. The global generator would be shared with training, in an order set by thread timing.
+        self.noise = torch.Generator(device=device)
 
     def __call__(self, flat: torch.Tensor, sizes: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """flat: packed (3, H, W) uint8 images on the device; sizes (B, 2) and params (B, P) on the host."""
@@ -813,6 +821,7 @@ class DeviceAugment:
         else:
             x = x / 255
         if plan.erasing is not None:
+            self.noise.manual_seed(batch_seed(params))
             x = self._erase(x, device_params[:, 9 + 2 * layers:].view(len(x), -1, 4))
         return x
 

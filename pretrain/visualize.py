@@ -4,7 +4,7 @@ the MaskMix images as heat maps."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import matplotlib
 

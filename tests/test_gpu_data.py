@@ -252,6 +252,27 @@ def test_pixel_erasing_fills_standard_normal_noise():
     assert noise.numel() > 1000 and abs(noise.mean()) < 0.1 and abs(noise.std() - 1) < 0.1
 
 
+def test_erasing_noise_depends_only_on_the_batch():
+    """The noise of a batch is the same whatever was augmented before (a resumed run, another process),
+    and another batch gets other noise, even where only another image's flip differs."""
+    plan = plan_from_transform(deit_transform(re_prob=1.0, auto_augment=None, color_jitter=0.0))
+    images = photos()
+    seeded(0)
+    first = [plan.sample(image) for image in images]
+    second = [params.copy() for params in first]
+    second[-1][8] = 1 - second[-1][8]
+    pixels = [torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1) for image in images]
+    flat, sizes = torch.cat([p.reshape(-1) for p in pixels]), torch.tensor([[i.height, i.width] for i in images])
+    augment = DeviceAugment(plan, torch.device("cpu"))
+    results = [augment(flat, sizes, torch.as_tensor(np.stack(params))) for params in (first, second, first)]
+    assert torch.equal(results[0], results[2])
+    assert torch.equal(DeviceAugment(plan, torch.device("cpu"))(flat, sizes, torch.as_tensor(np.stack(first))),
+                       results[0])
+    box = [int(v) for v in first[0][-4:]]
+    assert not torch.equal(results[0][0, :, box[0]:box[0] + box[2], box[1]:box[1] + box[3]],
+                           results[1][0, :, box[0]:box[0] + box[2], box[1]:box[1] + box[3]])
+
+
 def test_sequential_draws_keep_every_random_stream_in_step():
     """Without reseeding per image, the CPU transform (whose pixel erasing draws torch's normal noise)
     and the sampler leave Python's, numpy's and torch's generators in the same state."""

@@ -64,8 +64,11 @@ def test_recipes_train_and_learn(recipe, arch, data_root, tmp_path):
         assert state["config"]["recipe"] == recipe
 
 
-def test_kill_and_resume_is_exact(data_root, tmp_path, monkeypatch):
-    extra = ["--epochs", "4", "--workers", "2", "--save-every", "2"]
+@pytest.mark.parametrize("pipeline", ["cpu", "gpu"])
+def test_kill_and_resume_is_exact(pipeline, data_root, tmp_path, monkeypatch):
+    # Pixel erasing on: its noise is drawn by the workers on the CPU path and on the device on the other.
+    extra = ["--epochs", "4", "--workers", "2", "--save-every", "2", "--data-pipeline", pipeline, "--reprob", "0.5",
+             "--remode", "pixel"]
     run("mixpro", TINY_VIT, data_root, tmp_path / "straight", *extra)
 
     real_train = engine.train_one_epoch
