@@ -62,6 +62,47 @@ def nvimgcodec_decoder(name: str, device: torch.device) -> Callable[[List[torch.
     return decode
 
 
+def measure(decode, batches, references, device: torch.device) -> dict:
+    first = decode(batches[0])
+    differences = [np.abs(image.permute(1, 2, 0).cpu().numpy().astype(int) - reference)
+                   for image, reference in zip(first, references) if image is not None]
+    torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for data in batches[1:]:
+        decode(data)
+    torch.cuda.synchronize(device)
+    alone = time.perf_counter() - start
+    failures = []
+
+    def work():
+        try:
+            with torch.cuda.stream(torch.cuda.Stream(device)):
+                for data in batches[1:]:
+                    decode(data)
+                torch.cuda.synchronize(device)
+        except Exception as error:
+            failures.append(error)
+
+    thread, busy, start = threading.Thread(target=work), 0, time.perf_counter()
+    thread.start()
+    while thread.is_alive():
+        busy += 1
+    during = time.perf_counter() - start
+    if failures:
+        raise failures[0]
+    idle, start = 0, time.perf_counter()
+    while time.perf_counter() - start < during:
+        idle += 1
+    return {"decode_ms_per_batch": 1000 * alone / (len(batches) - 1),
+            "main_thread_python_rate_while_decoding": busy / idle,
+            "undecoded_of_first_batch": sum(image is None for image in first),
+            # over the decoded images of the first batch; "values": each channel of each pixel
+            "max_abs_difference_to_pil": int(max(d.max() for d in differences)) if differences else None,
+            "mean_abs_difference_to_pil": float(np.mean([d.mean() for d in differences])) if differences else None,
+            "fraction_of_values_off_by_more_than_2": (float(np.mean([(d > 2).mean() for d in differences]))
+                                                      if differences else None)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", required=True)
@@ -71,64 +112,38 @@ def main() -> None:
                              + ", ".join(NVIMGCODEC_BACKENDS))
     parser.add_argument("--out", default="")
     args = parser.parse_args()
+    names = args.decoders.split(",")
+    unknown = [name for name in names if name not in ("torchvision", "torchscript", *NVIMGCODEC_BACKENDS)]
+    if unknown:
+        parser.error(f"unknown decoder(s) {unknown}")
     device = torch.device("cuda")
     config = parse_args(["--config", "configs/pretrain/deit_small_mixpro.yaml", "--data-path", args.data_path])
     dataset = EncodedImageDataset.like(build_datasets(config, build_model(config))[0])
     loader = DataLoader(dataset, batch_size=256, num_workers=16, collate_fn=collate_encoded, shuffle=True)
     batches = []
-    for batch in loader:
-        batches.append(batch.payloads())
+    for batch in loader:  # JPEG payloads only (the workers decode PNG and CMYK files themselves)
+        batches.append([payload for payload, encoded in zip(batch.payloads(), batch.encoded) if encoded])
         if len(batches) == args.batches:
             break
     references = [np.asarray(Image.open(io.BytesIO(data.numpy().tobytes())).convert("RGB")) for data in batches[0]]
-    decoders = {}
-    for name in args.decoders.split(","):
-        if name == "torchvision":
-            decoders[name] = lambda data: decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
-        elif name == "torchscript":
-            script = torch.jit.script(scripted_decode)
-            decoders[name] = lambda data: script(data, ImageReadMode.RGB.value, device)
-        elif name in NVIMGCODEC_BACKENDS:
-            decoders[name] = nvimgcodec_decoder(name, device)
-        else:
-            parser.error(f"unknown decoder {name!r}")
-    result = {}
+    decoders, result = {}, {}
+    for name in names:
+        try:
+            if name == "torchvision":
+                decoders[name] = lambda data: decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
+            elif name == "torchscript":
+                script = torch.jit.script(scripted_decode)
+                decoders[name] = lambda data, script=script: script(data, ImageReadMode.RGB.value, device)
+            else:
+                decoders[name] = nvimgcodec_decoder(name, device)
+        except Exception as error:  # e.g. nvImageCodec missing, or a backend this GPU or driver lacks
+            result[name] = {"error": f"{type(error).__name__}: {error}"}
     for name, decode in decoders.items():
         print("decoding with", name, flush=True)
         try:
-            first = decode(batches[0])
-        except RuntimeError as error:
-            result[name] = {"error": str(error)}
-            continue
-        differences = [np.abs(image.permute(1, 2, 0).cpu().numpy().astype(int) - reference)
-                       for image, reference in zip(first, references) if image is not None]
-        torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        for data in batches[1:]:
-            decode(data)
-        torch.cuda.synchronize(device)
-        alone = time.perf_counter() - start
-
-        def work():
-            with torch.cuda.stream(torch.cuda.Stream(device)):
-                for data in batches[1:]:
-                    decode(data)
-                torch.cuda.synchronize(device)
-
-        thread, busy, start = threading.Thread(target=work), 0, time.perf_counter()
-        thread.start()
-        while thread.is_alive():
-            busy += 1
-        during = time.perf_counter() - start
-        idle, start = 0, time.perf_counter()
-        while time.perf_counter() - start < during:
-            idle += 1
-        result[name] = {"decode_ms_per_batch": 1000 * alone / (len(batches) - 1),
-                        "main_thread_python_rate_while_decoding": busy / idle,
-                        "undecoded_of_first_batch": sum(image is None for image in first),
-                        "max_abs_difference_to_pil": int(max(d.max() for d in differences)),
-                        "mean_abs_difference_to_pil": float(np.mean([d.mean() for d in differences])),
-                        "fraction_of_pixels_off_by_more_than_2": float(np.mean([(d > 2).mean() for d in differences]))}
+            result[name] = measure(decode, batches, references, device)
+        except Exception as error:
+            result[name] = {"error": f"{type(error).__name__}: {error}"}
         print(name, json.dumps(result[name]), flush=True)
 
     matrix = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
