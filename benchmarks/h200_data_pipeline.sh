@@ -11,12 +11,8 @@ set -euo pipefail
 RESULTS="${1:-benchmarks/results/data_pipeline}"
 DATA="${DATA:-/tmp/mixpro_jpegs}"
 WORKERS="${WORKERS:-16}"
-PY="${PYTHON:-python3}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$RESULTS"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-"$PY" -c "import torch, torchvision, timm, PIL; print('torch', torch.__version__, 'torchvision', torchvision.__version__, \
-'timm', timm.__version__, 'pillow', PIL.__version__)"
+source "$(dirname "$0")/environment.sh"
 [[ -d "$DATA/train" ]] || "$PY" benchmarks/make_jpeg_folder.py "$DATA" --train 24576 --val 1024 --classes 1000
 
 for pipeline in cpu gpu; do

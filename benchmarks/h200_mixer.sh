@@ -7,11 +7,8 @@
 set -uo pipefail
 MODE="${1:?eager or compile}"
 RESULTS="${2:-benchmarks/results}"
-PY="${PYTHON:-python3}"
 mkdir -p "$RESULTS"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, torch.cuda.get_device_name())"
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
+source "$(dirname "$0")/environment.sh"
 FLAGS=()
 [[ "$MODE" == compile ]] && FLAGS+=(--compile)
 if [[ "$MODE" == eager ]]; then

@@ -10,11 +10,8 @@
 set -euo pipefail
 GPUS="${1:?number of GPUs}"
 RESULTS="${2:-benchmarks/results/multi_gpu}"
-PY="${PYTHON:-python3}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p "$RESULTS"
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-"$PY" -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__, torch.cuda.device_count(), 'GPUs')"
+source "$(dirname "$0")/environment.sh"
 
 BENCH=(--config configs/pretrain/deit_small_mixpro.yaml --benchmark --batch-size 256 --benchmark-steps 100
        --benchmark-warmup 30)

@@ -9,10 +9,11 @@ import json
 import sys
 from pathlib import Path
 
+from pretrain.plots import read_log
+
 
 def last_epoch_rate(folder: Path) -> float:
-    rows = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
-    return rows[-1]["train_img_per_s"]  # the first epoch holds compilation and loader start-up
+    return read_log(folder / "log.jsonl")[-1]["train_img_per_s"]  # the first epoch holds compilation and start-up
 
 
 def main(results: Path) -> dict:

@@ -202,7 +202,7 @@ def plan_from_transform(transform) -> AugmentPlan:
             for op in step.ops:
                 if op.aug_fn.__name__ not in _TIMM_OPS:
                     raise UnsupportedTransform(f"RandAugment op {op.name} is not implemented on the GPU data path")
-                _mode(op.kwargs["resample"], f"RandAugment {op.name}")
+            augment_modes = {_mode(op.kwargs["resample"], f"RandAugment {op.name}") for op in step.ops}
             fields["rand_augment"] = step
         elif isinstance(step, transforms.ColorJitter):
             if step.hue is not None:
@@ -223,10 +223,8 @@ def plan_from_transform(transform) -> AugmentPlan:
     if "rand_augment" in fields and "jitter" in fields:
         raise UnsupportedTransform("RandAugment together with colour jitter is not implemented on the GPU data path")
     plan = AugmentPlan(**fields)
-    if plan.rand_augment is not None:
-        for op in plan.rand_augment.ops:
-            if _mode(op.kwargs["resample"], op.name) != plan.interpolation:
-                raise UnsupportedTransform("RandAugment and the crop use different interpolations")
+    if plan.rand_augment is not None and augment_modes != {plan.interpolation}:
+        raise UnsupportedTransform("RandAugment and the crop use different interpolations")
     return plan
 
 
@@ -836,8 +834,7 @@ class DeviceAugment:
         luts = torch.arange(256, device=x.device, dtype=torch.uint8).repeat(batch, 3, 1)
         means = torch.zeros(batch, device=x.device)
         needed = [name for name in _LUT_OPS + ("contrast",) if bool((host_ops == OP_INDEX[name]).any())]
-        members = [(host_ops == OP_INDEX[name]).nonzero().flatten() for name in needed]
-        indices = to_device(torch.cat(members), self.device).split([len(m) for m in members]) if needed else []
+        indices = self._indices_on_device([(host_ops == OP_INDEX[name]).nonzero().flatten() for name in needed])
         for name, index in zip(needed, indices):
             if name == "contrast":
                 part = x.index_select(0, index).float()
@@ -869,8 +866,7 @@ class DeviceAugment:
                 groups.append((name, members))
         if not groups:
             return x
-        lengths = [len(members) for _, members in groups]
-        indices = to_device(torch.cat([members for _, members in groups]), self.device).split(lengths)
+        indices = self._indices_on_device([members for _, members in groups])
         x = x.clone()
         for (name, _), index in zip(groups, indices):
             part = x.index_select(0, index)
@@ -881,6 +877,12 @@ class DeviceAugment:
                 part = _POINTWISE[name](part, args.index_select(0, index).float())
             x.index_copy_(0, index, part)
         return x
+
+    def _indices_on_device(self, groups: List[torch.Tensor]) -> List[torch.Tensor]:
+        """Host index groups moved to the device in one copy."""
+        if not groups:
+            return []
+        return list(to_device(torch.cat(groups), self.device).split([len(group) for group in groups]))
 
     def _erase(self, x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         erasing = self.plan.erasing

@@ -171,7 +171,7 @@ class DeviceDecoder:
         decoded = self._try_decode([payloads[i] for i in jpegs], self.device)
         if decoded is None:
             decoded = [self._try_decode(payloads[i], self.device) for i in jpegs]  # find the images it refuses
-        host_decoded = 0
+        host_decoded, header_sizes = 0, batch.sizes.tolist()
         for index, image in zip(jpegs, decoded):
             if image is None:
                 image = self._try_decode(payloads[index], torch.device("cpu"))
@@ -180,9 +180,9 @@ class DeviceDecoder:
                 else:
                     image = to_device(image, self.device)
                     host_decoded += 1
-            if image is not None and tuple(image.shape[1:]) != tuple(batch.sizes[index].tolist()):
+            if image is not None and list(image.shape[1:]) != header_sizes[index]:
                 _logger.warning("decoded image %d of the batch is %s, its header said %s: skipped", index,
-                                tuple(image.shape[1:]), tuple(batch.sizes[index].tolist()))
+                                tuple(image.shape[1:]), tuple(header_sizes[index]))
                 image = None
             images[index] = image
         return images, host_decoded

@@ -89,14 +89,13 @@ def load_model(spec: str, device: torch.device) -> LoadedModel:
 
 def _loader(evalset: EvalSet, settings: "Settings", device: torch.device):
     """This process's shard; on the GPU data path workers read bytes and the device decodes and resizes."""
-    sampler = ShardSampler(len(evalset.dataset), settings.rank, settings.world_size)
-    if settings.data_pipeline == "cpu":
-        return DataLoader(evalset.dataset, batch_size=settings.batch_size, num_workers=settings.workers,
-                          collate_fn=collate, sampler=sampler, pin_memory=torch.cuda.is_available())
-    dataset = EncodedImageDataset.like(evalset.dataset)
+    on_device = settings.data_pipeline == "gpu"
+    dataset = EncodedImageDataset.like(evalset.dataset) if on_device else evalset.dataset
     loader = DataLoader(dataset, batch_size=settings.batch_size, num_workers=settings.workers,
-                        collate_fn=collate_encoded, sampler=sampler, pin_memory=torch.cuda.is_available())
-    return DevicePrefetcher(loader, device)
+                        collate_fn=collate_encoded if on_device else collate,
+                        sampler=ShardSampler(len(dataset), settings.rank, settings.world_size),
+                        pin_memory=torch.cuda.is_available())
+    return DevicePrefetcher(loader, device) if on_device else loader
 
 
 def _gather(arrays: Dict[str, List[float]]) -> Dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from scipy import stats
 from timm.data import create_transform
+from timm.utils import random_seed
 from torchvision.transforms import functional as TF
 
 from pretrain.config import parse_args
@@ -62,12 +63,6 @@ def run_device(plan, images, params, device):
     return DeviceAugment(plan, torch.device(device))(flat, sizes, torch.as_tensor(np.stack(params))).cpu()
 
 
-def seeded(seed):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("recipe", ["randaugment", "colour_jitter"])
 def test_same_seed_gives_the_cpu_transform_pixels(recipe, device):
@@ -83,9 +78,9 @@ def test_same_seed_gives_the_cpu_transform_pixels(recipe, device):
     expected, params, chosen = [], [], []
     for seed in range(count):
         image = images[seed % len(images)]
-        seeded(seed)
+        random_seed(seed)
         expected.append(cpu_transform(image))
-        seeded(seed)
+        random_seed(seed)
         params.append(plan.sample(image))
         chosen += [int(op) for op in params[-1][9:9 + plan.layers] if op >= 0]
     result = run_device(plan, [images[s % len(images)] for s in range(count)], params, device)
@@ -106,7 +101,7 @@ def test_fused_kernels_match_the_torch_ops(interpolation):
     which the tests above hold to PIL, on 84 real images covering every op."""
     plan = plan_from_transform(deit_transform(re_prob=0.0, interpolation=interpolation))
     images = photos() * 12
-    seeded(0)
+    random_seed(0)
     params = torch.as_tensor(np.stack([plan.sample(image) for image in images]))
     drawn = set(params[:, 9:9 + plan.layers].flatten().long().tolist()) - {-1}
     assert drawn == set(range(len(OP_NAMES)))
@@ -143,7 +138,7 @@ def record_timm_draws(transform, images, seed):
             return call
         op.aug_fn = recorder(op.aug_fn, op.name)
     erased = []
-    seeded(seed)
+    random_seed(seed)
     for image in images:
         ops.append([])
         out = transform(image)
@@ -160,7 +155,7 @@ def test_augmentation_statistics_match_from_independent_streams():
     cpu = deit_transform(size, re_mode="const")
     boxes, cpu_ops, erased = record_timm_draws(cpu, images, seed=1)
     plan = plan_from_transform(deit_transform(size, re_mode="const"))
-    seeded(2)
+    random_seed(2)
     params = np.stack([plan.sample(image) for image in images])
     layers = plan.layers
 
@@ -244,7 +239,7 @@ def test_eval_plans_match_cpu_eval_transforms(device):
 def test_pixel_erasing_fills_standard_normal_noise():
     plan = plan_from_transform(deit_transform(re_prob=1.0, auto_augment=None, color_jitter=0.0))
     images = photos()
-    seeded(0)
+    random_seed(0)
     params = [plan.sample(image) for image in images]
     result = run_device(plan, images, params, "cpu")
     noise = torch.cat([result[i, :, int(p[-4]):int(p[-4] + p[-2]), int(p[-3]):int(p[-3] + p[-1])].flatten()
@@ -257,7 +252,7 @@ def test_erasing_noise_depends_only_on_the_batch():
     and another batch gets other noise, even where only another image's flip differs."""
     plan = plan_from_transform(deit_transform(re_prob=1.0, auto_augment=None, color_jitter=0.0))
     images = photos()
-    seeded(0)
+    random_seed(0)
     first = [plan.sample(image) for image in images]
     second = [params.copy() for params in first]
     second[-1][8] = 1 - second[-1][8]
@@ -280,7 +275,7 @@ def test_sequential_draws_keep_every_random_stream_in_step():
     images = photos()[:3] * 4
     states = []
     for run in (lambda image: cpu_transform(image), plan.sample):
-        seeded(7)
+        random_seed(7)
         for image in images:
             run(image)
         states.append((random.random(), np.random.random(), torch.rand(1).item()))

@@ -13,7 +13,6 @@ one seed, hence the same parameters, and the pixels should match.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -23,6 +22,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
+from timm.utils import random_seed  # noqa: E402
 
 from pretrain.config import parse_args as parse_pretrain_args  # noqa: E402
 from pretrain.data import build_transforms  # noqa: E402
@@ -31,12 +31,6 @@ from pretrain.main import build_model  # noqa: E402
 
 PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_images"
 DEFAULT_IMAGES = [PHOTOS / name for name in ("china.jpg", "flower.jpg", "chelsea.png", "coffee.png")]
-
-
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def to_tile(tensor: torch.Tensor, mean, std) -> Image.Image:
@@ -76,9 +70,9 @@ def main(argv: Optional[List[str]] = None) -> Path:
             image = opened.convert("RGB")
         pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).to(args.device)
         for column in range(args.samples):
-            seed_all(args.seed + 1000 * row + column)
+            random_seed(args.seed + 1000 * row + column)
             cpu = to_tile(cpu_transform(image), mean, std)
-            seed_all(args.seed + 1000 * row + column + (0 if args.same_seed else 500))
+            random_seed(args.seed + 1000 * row + column + (0 if args.same_seed else 500))
             params = torch.as_tensor(plan.sample(image))[None]
             device = augment(pixels.reshape(-1), torch.tensor([[image.height, image.width]]), params)[0]
             top = label + row * args.size
