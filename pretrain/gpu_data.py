@@ -1,9 +1,10 @@
 """GPU data path: loader workers only read file bytes and draw each image's augmentation parameters;
-the GPU decodes whole batches with nvjpeg (``torchvision.io.decode_jpeg(..., device='cuda')``) and
-augments them with :mod:`pretrain.gpu_augment`, one batch ahead of training on a stream of its own.
+the GPU decodes whole batches with nvjpeg (:mod:`pretrain.nvjpeg`: the hardware JPEG engines where the
+GPU has them) and augments them with :mod:`pretrain.gpu_augment`, one batch ahead of training on a
+stream of its own.
 
 Bad files are handled as on the CPU path. A worker opens each file's header with PIL: what is not a
-baseline-decodable JPEG (PNG, CMYK, a JPEG without its end marker, ...) is decoded there by PIL, and
+baseline JPEG (progressive, PNG, CMYK, a JPEG without its end marker, ...) is decoded there by PIL, and
 what PIL cannot read is skipped, counted and replaced by the next readable file. On the GPU, a batch
 that nvjpeg refuses is decoded image by image; an image nvjpeg refuses is decoded by libjpeg on the
 host, and one neither can decode is counted as bad and replaced by another image of the batch.
@@ -11,11 +12,12 @@ host, and one neither can decode is counted as bad and replaced by another image
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +26,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from .data import RobustImageDataset
 from .gpu_augment import AugmentPlan, DeviceAugment, plan_from_transform, to_device
+from .nvjpeg import NvjpegUnavailable, nvjpeg_decoder
 
 _logger = logging.getLogger(__name__)
 
@@ -103,7 +106,7 @@ class EncodedImageDataset(RobustImageDataset):
         data = file.read()
         file.close()
         image = Image.open(io.BytesIO(data))  # reads the header only
-        if (image.format == "JPEG" and image.mode in GPU_DECODABLE_MODES
+        if (image.format == "JPEG" and image.mode in GPU_DECODABLE_MODES and not image.info.get("progressive")
                 and data.rfind(_END_OF_IMAGE, max(0, len(data) - _TAIL)) != -1):
             payload, encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8), True
         else:
@@ -149,43 +152,50 @@ def collate_encoded(batch: List[Tuple[EncodedItem, int, int]]) -> EncodedBatch:
 
 
 class DeviceDecoder:
-    """EncodedBatch -> (normalised images on the device, labels on the device, bad counts on the host)."""
+    """EncodedBatch -> (normalised images on the device, labels on the device, bad counts on the host).
+
+    JPEGs are decoded by :class:`pretrain.nvjpeg.NvjpegDecoder` on CUDA devices, by torchvision's
+    ``decode_jpeg`` where nvjpeg's library cannot be used and on the CPU."""
 
     def __init__(self, plan: AugmentPlan, device: torch.device) -> None:
         self.device = device
         self.augment = DeviceAugment(plan, device)
+        self.nvjpeg = None
+        if device.type == "cuda":
+            try:
+                self.nvjpeg = nvjpeg_decoder(device)
+            except NvjpegUnavailable as error:
+                _logger.warning("decoding with torchvision's nvjpeg call, which holds the GIL while the GPU "
+                                "decodes: %s", error)
+        _logger.info("JPEGs decoded by %s", self.describe())
 
-    def decode(self, batch: EncodedBatch) -> Tuple[List[Optional[torch.Tensor]], int]:
-        """Decoded (3, H, W) uint8 images on the device (None where nothing could decode) and the count
-        of images nvjpeg refused that libjpeg decoded on the host."""
-        payloads = batch.payloads()
-        jpegs = [index for index, encoded in enumerate(batch.encoded) if encoded]
-        images: List[Optional[torch.Tensor]] = [None if encoded else to_device(payload, self.device)
-                                                for payload, encoded in zip(payloads, batch.encoded)]
-        if not jpegs:
-            return images, 0
+    def describe(self) -> str:
+        if self.nvjpeg is not None:
+            return "nvjpeg on the GPU's %d JPEG engines" % self.nvjpeg.engines()[0] if self.nvjpeg.hardware else \
+                "nvjpeg's hybrid decoder"
+        return "torchvision's decode_jpeg on " + str(self.device)
+
+    def decode_jpegs(self, payloads: List[torch.Tensor], sizes: List[List[int]], flat: torch.Tensor,
+                     offsets: List[int]) -> Dict[int, str]:
+        """Decodes JPEG bytes into ``flat`` at ``offsets``; returns the ones refused (position -> why)."""
+        if self.nvjpeg is not None:
+            return self.nvjpeg.decode(payloads, sizes, flat, offsets)
         if self.device.type == "cuda":
-            # nvjpeg writes its outputs on a stream of its own, into memory this stream may still be reading
-            # (the previous batch's packing): let that finish first. Only this thread waits.
+            # torchvision's nvjpeg writes its outputs on a stream of its own, into memory this stream may still be
+            # reading (the previous batch's augmentation): let that finish first. Only this thread waits.
             torch.cuda.current_stream(self.device).synchronize()
-        decoded = self._try_decode([payloads[i] for i in jpegs], self.device)
+        decoded = self._try_decode(payloads, self.device)
         if decoded is None:
-            decoded = [self._try_decode(payloads[i], self.device) for i in jpegs]  # find the images it refuses
-        host_decoded, header_sizes = 0, batch.sizes.tolist()
-        for index, image in zip(jpegs, decoded):
+            decoded = [self._try_decode(payload, self.device) for payload in payloads]  # find the ones it refuses
+        refused = {}
+        for position, (image, size, offset) in enumerate(zip(decoded, sizes, offsets)):
             if image is None:
-                image = self._try_decode(payloads[index], torch.device("cpu"))
-                if image is None:
-                    _logger.warning("skipped image %d of the batch, which neither nvjpeg nor libjpeg decodes", index)
-                else:
-                    image = to_device(image, self.device)
-                    host_decoded += 1
-            if image is not None and list(image.shape[1:]) != header_sizes[index]:
-                _logger.warning("decoded image %d of the batch is %s, its header said %s: skipped", index,
-                                tuple(image.shape[1:]), tuple(header_sizes[index]))
-                image = None
-            images[index] = image
-        return images, host_decoded
+                refused[position] = "refused by decode_jpeg"
+            elif list(image.shape[1:]) != size:
+                refused[position] = f"decoded as {tuple(image.shape[1:])}"
+            else:
+                flat.narrow(0, offset, image.numel()).copy_(image.reshape(-1))
+        return refused
 
     @staticmethod
     def _try_decode(payload, device: torch.device):
@@ -206,23 +216,52 @@ class DeviceDecoder:
         return self.augment(flat, sizes, params), to_device(labels, self.device), bad
 
     def decode_packed(self, batch: EncodedBatch):
-        """Decoded images packed in one buffer, with the sizes, parameters, labels and bad counts that
-        go with them once failed slots are filled."""
-        images, host_decoded = self.decode(batch)
+        """The batch's images decoded into one buffer of (3, H, W) planes, with the sizes, parameters,
+        labels and bad counts that go with them once failed slots are filled.
+
+        JPEGs the device decoder refuses are decoded by libjpeg on the host; one neither decodes at the
+        size its header gave is counted as bad, and its slot repeats the next good image of the batch."""
+        sizes = batch.sizes.tolist()
+        lengths = [3 * height * width for height, width in sizes]
+        offsets = [0, *itertools.accumulate(lengths)][:-1]
+        flat = torch.empty(sum(lengths), dtype=torch.uint8, device=self.device)
+        payloads = batch.payloads()
+        jpegs = [index for index, encoded in enumerate(batch.encoded) if encoded]
+        for index, encoded in enumerate(batch.encoded):
+            if not encoded:  # decoded by a worker
+                self._place(flat, offsets[index], payloads[index])
+        refused = self.decode_jpegs([payloads[i] for i in jpegs], [sizes[i] for i in jpegs], flat,
+                                    [offsets[i] for i in jpegs]) if jpegs else {}
+        failed, host_decoded = [], 0
+        for position, why in sorted(refused.items()):
+            index = jpegs[position]
+            _logger.debug("image %d of the batch not decoded on the device: %s", index, why)
+            image = self._try_decode(payloads[index], torch.device("cpu"))
+            if image is None or list(image.shape[1:]) != sizes[index]:
+                _logger.warning("skipped image %d of the batch, which neither %s nor libjpeg decodes at its header's "
+                                "size %s", index, "nvjpeg" if self.device.type == "cuda" else "decode_jpeg",
+                                tuple(sizes[index]))
+                failed.append(index)
+            else:
+                self._place(flat, offsets[index], image)
+                host_decoded += 1
         if host_decoded and self.device.type == "cuda":
             _logger.warning("%d image(s) of a batch that nvjpeg refused were decoded on the host", host_decoded)
-        good = [index for index, image in enumerate(images) if image is not None]
-        if not good:
-            raise RuntimeError(f"no image of a batch of {len(images)} could be decoded: is the dataset intact?")
         labels, params, sizes, bad = batch.labels, batch.params, batch.sizes, batch.bad
-        if len(good) < len(images):
-            # A failed slot repeats the next good image of the batch, with its parameters and label, and is counted.
-            source = torch.tensor([next((g for g in good if g >= index), good[0]) for index in range(len(images))])
-            failed = torch.tensor([image is None for image in images])
-            images = [images[i] for i in source.tolist()]
+        if failed:
+            good = [index for index in range(len(lengths)) if index not in failed]
+            if not good:
+                raise RuntimeError(f"no image of a batch of {len(lengths)} could be decoded: is the dataset intact?")
+            source = torch.tensor([next((g for g in good if g >= index), good[0]) for index in range(len(lengths))])
+            flat = torch.cat([flat.narrow(0, offsets[s], lengths[s]) for s in source.tolist()])
             labels, params, sizes = labels[source], params[source], sizes[source]
-            bad = bad + failed.long()
-        return torch.cat([image.reshape(-1) for image in images]), sizes, params, labels, bad
+            bad = bad + torch.tensor([index in failed for index in range(len(lengths))]).long()
+        return flat, sizes, params, labels, bad
+
+    def _place(self, flat: torch.Tensor, offset: int, image: torch.Tensor) -> None:
+        if self.device.type == "cuda" and not image.is_pinned():
+            image = image.pin_memory()
+        flat.narrow(0, offset, image.numel()).copy_(image.reshape(-1), non_blocking=True)
 
 
 _DONE = object()
@@ -232,10 +271,10 @@ class DevicePrefetcher:
     """Iterates a loader of :class:`EncodedBatch` and yields ``(images, labels, bad)`` on the device.
 
     On CUDA two background threads, each on a stream of its own, run ahead of training by up to
-    ``depth`` batches: one decodes (nvjpeg blocks its caller while the decoder works), the other
-    augments, so decoding the next batch overlaps augmenting this one and both run beside the training
-    step (nvjpeg's call still holds the GIL for part of its time: docs/benchmarks.md). On a CPU device
-    the batches are prepared in line. The plan comes from the loader's :class:`EncodedImageDataset`."""
+    ``depth`` batches: one decodes (nvjpeg blocks its caller while the decoder works, without the GIL
+    through :mod:`pretrain.nvjpeg`), the other augments, so decoding the next batch overlaps augmenting
+    this one and both run beside the training step. On a CPU device the batches are prepared in line.
+    The plan comes from the loader's :class:`EncodedImageDataset`."""
 
     def __init__(self, loader, device: torch.device, depth: int = 3) -> None:
         self.loader = loader
