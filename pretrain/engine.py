@@ -109,6 +109,7 @@ def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, optimizer
     progress = tqdm(total=steps, desc=f"epoch {epoch}", disable=not show_progress, dynamic_ncols=True)
     start = window_start = time.perf_counter()
     images_seen = window_images = 0
+    first_window = None  # (time, images) when the first print window ended: loader start-up is behind
     for step, (images, labels, bad) in enumerate(loader):
         bad_images.update(bad)
         images = images.to(device, non_blocking=True)
@@ -147,15 +148,20 @@ def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, optimizer
                                  img_s=f"{window_images / max(now - window_start, 1e-9):.0f}")
             progress.update((step + 1) - progress.n)
             window_start, window_images = now, 0
+            if first_window is None:
+                first_window = (now, images_seen)
     progress.close()
-    elapsed = time.perf_counter() - start
-    totals = reduce(torch.stack([loss_sum, torch.tensor(float(steps), device=device, dtype=torch.float64),
-                                 torch.tensor(float(images_seen), device=device, dtype=torch.float64)]))
-    loss_total, step_total, image_total = totals.tolist()
+    end = time.perf_counter()
+    elapsed = end - start
+    later_images = images_seen - first_window[1] if first_window else 0
+    counts = torch.tensor([float(steps), float(images_seen), float(later_images)], device=device, dtype=torch.float64)
+    loss_total, step_total, image_total, later_total = reduce(torch.cat([loss_sum.view(1), counts])).tolist()
     return {
         "train_loss": loss_total / step_total,
         "train_lr": optimizer.param_groups[0]["lr"],
         "train_img_per_s": image_total / elapsed,
+        # after the first print window, without the loader's start-up: the rate of a long epoch
+        **({"train_img_per_s_steady": later_total / (end - first_window[0])} if later_total else {}),
         "train_time_s": elapsed,
         "bad_images": bad_images.check(reduce),
         **{f"train_{key}": value for key, value in stats.summary().items()},

@@ -15,7 +15,7 @@ from mixpro import ClsAttention
 from pretrain import checkpoint as ckpt
 from pretrain import engine
 from pretrain.config import parse_args
-from pretrain.data import DataLayoutError, RobustImageDataset
+from pretrain.data import BadImageCounter, DataLayoutError, RobustImageDataset
 from pretrain.main import build_mixer, main
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -300,3 +300,36 @@ def test_randaugment_strongest_posterize_works():
     image = Image.new("RGB", (8, 8), (200, 100, 50))
     out = AugmentOp("PosterizeIncreasing", prob=1.0, magnitude=10)(image)
     assert out.getpixel((0, 0)) == (0, 0, 0)
+
+
+def test_steady_rate_leaves_the_loader_start_up_out(monkeypatch):
+    """The epoch's rate counts the wait for the first batches; the steady rate starts after the first
+    print window. A clock that the loader moves: 10 s to the first batch, then 1 s per batch."""
+    clock = [0.0]
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: clock[0])
+    config = parse_args(["--config", str(CONFIGS / "deit_small_baseline.yaml"), *TINY_VIT, *FAST])
+    model = timm.create_model(config.model, num_classes=4, img_size=32, **config.model_kwargs)
+
+    class Loader:
+        def __len__(self):
+            return 6
+
+        def __iter__(self):
+            for step in range(6):
+                clock[0] += 10.0 if step == 0 else 1.0
+                yield torch.randn(8, 3, 32, 32), torch.randint(0, 4, (8,)), torch.zeros(8, dtype=torch.long)
+
+    scheduler = type("Scheduler", (), {"step_update": lambda self, num_updates: None})()
+    device = torch.device("cpu")
+
+    def epoch(print_freq):
+        clock[0] = 0.0
+        return engine.train_one_epoch(model, Loader(), build_mixer(config, model), torch.optim.SGD(model.parameters()),
+                                      scheduler, torch.amp.GradScaler("cpu", enabled=False), device, 0,
+                                      engine.StepOptions(amp="none", print_freq=print_freq),
+                                      BadImageCounter(1.0, device), show_progress=False)
+
+    stats = epoch(2)
+    assert stats["train_img_per_s"] == pytest.approx(48 / 15)
+    assert stats["train_img_per_s_steady"] == pytest.approx(32 / 4)  # steps 3-6, after the window ending at 11 s
+    assert "train_img_per_s_steady" not in epoch(6)  # one window: nothing after it
