@@ -194,7 +194,7 @@ class DeviceDecoder:
             elif list(image.shape[1:]) != size:
                 refused[position] = f"decoded as {tuple(image.shape[1:])}"
             else:
-                flat.narrow(0, offset, image.numel()).copy_(image.reshape(-1))
+                self._place(flat, offset, image)
         return refused
 
     @staticmethod
@@ -259,7 +259,8 @@ class DeviceDecoder:
         return flat, sizes, params, labels, bad
 
     def _place(self, flat: torch.Tensor, offset: int, image: torch.Tensor) -> None:
-        if self.device.type == "cuda" and not image.is_pinned():
+        """Copies a decoded image into ``flat`` at ``offset``, from pinned memory when it is on the host."""
+        if self.device.type == "cuda" and image.device.type == "cpu" and not image.is_pinned():
             image = image.pin_memory()
         flat.narrow(0, offset, image.numel()).copy_(image.reshape(-1), non_blocking=True)
 
