@@ -1,6 +1,7 @@
 """Where the GPU data path spends its time, per batch: the loader workers alone (read bytes, draw
-parameters, hand over), nvjpeg decoding into one packed buffer, resampling, the rest of the
-augmentation, and the whole device stage; plus the device kernels of the whole stage (torch.profiler).
+parameters, hand over), nvjpeg decoding into one packed buffer, resampling, the whole augmentation
+(resampling included), and the whole device stage, each as wall time and as the calling thread's CPU
+time; plus the device kernels of the whole stage (torch.profiler).
 
     PYTHONPATH=. python benchmarks/profile_gpu_data.py --data-path DIR --out profile.json
 """
@@ -22,10 +23,14 @@ from pretrain.gpu_data import DeviceDecoder, EncodedImageDataset, collate_encode
 from pretrain.main import build_model
 
 
-def timed(fn, device):
+def timed(fn, device, host_cpu: list):
+    """fn's result and wall milliseconds to its device work's end; appends the calling thread's CPU
+    milliseconds in fn (launches, Python, library host work: what competes with training for the GIL
+    and cores) to ``host_cpu``."""
     torch.cuda.synchronize(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     result = fn()
+    host_cpu.append(1000 * (time.thread_time() - cpu))
     torch.cuda.synchronize(device)
     return result, 1000 * (time.perf_counter() - start)
 
@@ -64,19 +69,21 @@ def main() -> None:
     decoder = DeviceDecoder(dataset.plan, device)
     result["jpeg_decoder"] = decoder.describe()
     decoder(batches[0])  # warm-up: nvjpeg handles, Triton compilation
-    stages = {"decode_packed": [], "resample": [], "augment_after_resample": [], "device_stage_total": []}
+    stages = {"decode_packed": [], "resample": [], "augment": [], "device_stage_total": []}
+    host_cpu = {name: [] for name in stages}
     for batch in batches[2:]:
-        (flat, *_), ms = timed(lambda: decoder.decode_packed(batch), device)
+        (flat, *_), ms = timed(lambda: decoder.decode_packed(batch), device, host_cpu["decode_packed"])
         stages["decode_packed"].append(ms)
         plan = dataset.plan
         _, ms = timed(lambda: resample_boxes(flat, batch.sizes, batch.params[:, 0:4], batch.params[:, 4:8], plan.size,
-                                             plan.interpolation), device)
+                                             plan.interpolation), device, host_cpu["resample"])
         stages["resample"].append(ms)
-        _, ms_all = timed(lambda: decoder.augment(flat, batch.sizes, batch.params), device)
-        stages["augment_after_resample"].append(ms_all - ms)
-        _, ms = timed(lambda: decoder(batch), device)
+        _, ms = timed(lambda: decoder.augment(flat, batch.sizes, batch.params), device, host_cpu["augment"])
+        stages["augment"].append(ms)
+        _, ms = timed(lambda: decoder(batch), device, host_cpu["device_stage_total"])
         stages["device_stage_total"].append(ms)
     result["median_ms"] = {name: statistics.median(values) for name, values in stages.items()}
+    result["median_host_cpu_ms"] = {name: statistics.median(values) for name, values in host_cpu.items()}
     result["device_stage_img_per_s"] = args.batch_size / result["median_ms"]["device_stage_total"] * 1000
 
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profiler:

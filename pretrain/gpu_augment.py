@@ -474,8 +474,12 @@ def resample_boxes(flat: torch.Tensor, sizes: torch.Tensor, regions: torch.Tenso
     (offsets, plane, width, row0, last_row, col0, last_col, row_lo,
      _, _, region_h, region_w, resized_h, resized_w, window_top, window_left) = to_device(host, device)
     window = torch.arange(out_size, device=device)
-    first_x, weights_x = axis_taps(region_w, resized_w, window_left[:, None] + window, taps_x, interpolation)
-    first_y, weights_y = axis_taps(region_h, resized_h, window_top[:, None] + window, taps_y, interpolation)
+    # both axes in one call (its ops are launches of small kernels: half the launches), at the larger tap count
+    first, weights = axis_taps(torch.cat([region_w, region_h]), torch.cat([resized_w, resized_h]),
+                               torch.cat([window_left, window_top])[:, None] + window, max(taps_x, taps_y),
+                               interpolation)
+    (first_x, first_y), (weights_x, weights_y) = first.split(batch), weights.split(batch)
+    weights_x, weights_y = weights_x[..., :taps_x], weights_y[..., :taps_y]
     triton = triton_available(device) if use_triton is None else use_triton
     # Horizontal pass over the rows of the span -> (B, rows, 3, S); then vertical over it -> (B, 3, S, S).
     horizontal = (_pass_triton if triton else _pass_reference)(
@@ -561,9 +565,14 @@ def color(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _blend(_grey(x).expand_as(x), x, factor)
 
 
+def grey_mean(x: torch.Tensor) -> torch.Tensor:
+    """PIL's int(mean of L + 0.5) per image, (N,): the integer sum divided in float64 as ImageStat does."""
+    grey = _grey(x)
+    return torch.floor(grey.sum((1, 2, 3), dtype=torch.float64) / grey[0].numel() + 0.5).float()
+
+
 def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    mean = torch.floor(_grey(x).mean((1, 2, 3), keepdim=True) + 0.5)
-    return _blend(mean.expand_as(x), x, factor)
+    return _blend(grey_mean(x).view(-1, 1, 1, 1).expand_as(x), x, factor)
 
 
 def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -589,25 +598,27 @@ _POINTWISE = {"auto_contrast": auto_contrast, "equalize": equalize, "invert": in
 
 
 def affine_matrices(ops: torch.Tensor, args: torch.Tensor, size: int) -> torch.Tensor:
-    """PIL's inverse maps (output -> input, pixel centres at +0.5) of rotate / shear / translate: (N, 2, 3)."""
-    args = args.double()
-    angle = -torch.deg2rad(args)
-    cos, sin = torch.cos(angle), torch.sin(angle)
+    """PIL's inverse maps (output -> input, pixel centres at +0.5) of rotate / shear / translate: (N, 2, 3)
+    float64 on the host. Made with numpy: the per-batch tables are small, and numpy's calls cost
+    microseconds where torch's host ops cost tens (in the augment thread, beside training, that is GIL time)."""
+    ops, args = ops.cpu().numpy(), args.cpu().numpy().astype(np.float64)
+    angle = -np.deg2rad(args)
+    cos, sin = np.cos(angle), np.sin(angle)
     center = size / 2.0
-    one, zero = torch.ones_like(args), torch.zeros_like(args)
+    one, zero = np.ones_like(args), np.zeros_like(args)
     # Image.rotate: the map about the centre, offsets summed in PIL's order (it also rounds cos / sin to
     # 15 decimals, which moves a rare pixel by one level)
-    rotate = torch.stack([cos, sin, (cos * -center + sin * -center) + center,
-                          -sin, cos, (-sin * -center + cos * -center) + center], -1)
+    rotate = np.stack([cos, sin, (cos * -center + sin * -center) + center,
+                       -sin, cos, (-sin * -center + cos * -center) + center], -1)
     rows = {OP_INDEX["rotate"]: rotate,
-            OP_INDEX["shear_x"]: torch.stack([one, args, zero, zero, one, zero], -1),
-            OP_INDEX["shear_y"]: torch.stack([one, zero, zero, args, one, zero], -1),
-            OP_INDEX["translate_x"]: torch.stack([one, zero, args, zero, one, zero], -1),
-            OP_INDEX["translate_y"]: torch.stack([one, zero, zero, zero, one, args], -1)}
-    matrix = torch.zeros(len(args), 6, dtype=torch.float64, device=args.device)
+            OP_INDEX["shear_x"]: np.stack([one, args, zero, zero, one, zero], -1),
+            OP_INDEX["shear_y"]: np.stack([one, zero, zero, args, one, zero], -1),
+            OP_INDEX["translate_x"]: np.stack([one, zero, args, zero, one, zero], -1),
+            OP_INDEX["translate_y"]: np.stack([one, zero, zero, zero, one, args], -1)}
+    matrix = np.zeros((len(args), 6))
     for op, value in rows.items():
-        matrix = torch.where((ops == op)[:, None], value, matrix)
-    return matrix.view(-1, 2, 3)
+        matrix = np.where((ops == op)[:, None], value, matrix)
+    return torch.from_numpy(matrix).view(-1, 2, 3)
 
 
 def _interpolate(values: List[torch.Tensor], d: torch.Tensor, interpolation: str) -> torch.Tensor:
@@ -628,7 +639,7 @@ def geometric(x: torch.Tensor, ops: torch.Tensor, args: torch.Tensor, fill: torc
     """PIL's affine transform: each output pixel centre maps to a source point; points outside the image
     take the fill colour, taps past the border repeat the edge, and the result is truncated to 8 bits."""
     n, _, size, _ = x.shape
-    matrix = affine_matrices(ops, args, size)
+    matrix = affine_matrices(ops, args, size).to(x.device)
     centers = torch.arange(size, device=x.device, dtype=torch.float64) + 0.5
     grid_y, grid_x = torch.meshgrid(centers, centers, indexing="ij")
     points = torch.stack([grid_x, grid_y], -1).view(1, -1, 2)
@@ -651,6 +662,8 @@ def geometric(x: torch.Tensor, ops: torch.Tensor, args: torch.Tensor, fill: torc
 
 
 _LUT_OPS = ("auto_contrast", "equalize", "invert", "posterize", "solarize", "solarize_add")
+_ARGUMENT_LUT_OPS = ("invert", "posterize", "solarize", "solarize_add")  # tables that need no pixels
+_PIXEL_TABLE_OPS = ("auto_contrast", "equalize", "contrast")
 _BLEND_OPS = ("color", "contrast", "brightness", "sharpness")
 assert [OP_INDEX[name] for name in _LUT_OPS + _BLEND_OPS] == list(range(10)) and min(GEOMETRIC) == 10
 _triton_layer = None
@@ -670,6 +683,81 @@ def _layer_triton(x: torch.Tensor, ops: torch.Tensor, factors: torch.Tensor, mea
     _triton_layer[(batch * 3 * size,)](x, out, ops, factors, means, luts, matrices, fill, size,
                                        BICUBIC=interpolation == "bicubic", BLOCK=block)
     return out
+
+
+_triton_pixel_tables = None
+
+
+def _pixel_tables_triton(x: torch.Tensor, ops: torch.Tensor, luts: torch.Tensor, means: torch.Tensor) -> None:
+    """Writes the pixel-dependent inputs of a layer in one kernel, a program per image: autocontrast and
+    equalize tables (into ``luts``, (N, 3, 256) uint8) and contrast means (into ``means``), each for the
+    images whose op needs it, with the integer arithmetic of :func:`_auto_contrast_lut`,
+    :func:`_equalize_lut` and :func:`grey_mean`."""
+    global _triton_pixel_tables
+    if _triton_pixel_tables is None:
+        _triton_pixel_tables = _build_triton_pixel_tables()
+    batch, _, size, _ = x.shape
+    _triton_pixel_tables[(batch,)](x, ops, luts, means, size * size, AUTO_CONTRAST=OP_INDEX["auto_contrast"],
+                                   EQUALIZE=OP_INDEX["equalize"], CONTRAST=OP_INDEX["contrast"], BLOCK=1024)
+
+
+def _build_triton_pixel_tables():
+    import triton
+    import triton.language as tl
+    from triton.language.extra import libdevice
+
+    @triton.jit
+    def pixel_tables(src, ops, luts, means, plane, AUTO_CONTRAST: tl.constexpr, EQUALIZE: tl.constexpr,
+                     CONTRAST: tl.constexpr, BLOCK: tl.constexpr):
+        b = tl.program_id(0).to(tl.int64)
+        op = tl.load(ops + b)
+        image = src + b * 3 * plane
+        levels = tl.arange(0, 256)
+        lanes = tl.arange(0, BLOCK)
+        if op == CONTRAST:
+            total = tl.zeros([BLOCK], dtype=tl.int64)
+            for start in range(0, plane, BLOCK):
+                inside = start + lanes < plane
+                red = tl.load(image + start + lanes, mask=inside, other=0).to(tl.int32)
+                green = tl.load(image + plane + start + lanes, mask=inside, other=0).to(tl.int32)
+                blue = tl.load(image + 2 * plane + start + lanes, mask=inside, other=0).to(tl.int32)
+                grey = (red * 19595 + green * 38470 + blue * 7471 + 32768) >> 16
+                total += tl.where(inside, grey, 0).to(tl.int64)
+            mean = libdevice.div_rn(tl.sum(total, axis=0).to(tl.float64), plane.to(tl.float64))
+            tl.store(means + b, tl.floor(mean + 0.5).to(tl.float32))
+        if (op == AUTO_CONTRAST) | (op == EQUALIZE):
+            padding = (plane + BLOCK - 1) // BLOCK * BLOCK - plane  # masked lanes counted as level 0
+            for channel in tl.static_range(3):
+                hist = tl.zeros([256], dtype=tl.int32)
+                low = tl.full([BLOCK], 255, dtype=tl.int32)
+                high = tl.zeros([BLOCK], dtype=tl.int32)
+                for start in range(0, plane, BLOCK):
+                    inside = start + lanes < plane
+                    value = tl.load(image + channel * plane + start + lanes, mask=inside, other=0).to(tl.int32)
+                    hist += tl.histogram(value, 256)
+                    low = tl.minimum(low, tl.where(inside, value, 255))
+                    high = tl.maximum(high, value)
+                hist -= tl.where(levels == 0, padding, 0)
+                if op == AUTO_CONTRAST:
+                    lo = tl.min(low, axis=0).to(tl.float64)
+                    hi = tl.max(high, axis=0).to(tl.float64)
+                    scale = libdevice.div_rn(tl.full([], 255.0, dtype=tl.float64), tl.maximum(hi - lo, 1.0))
+                    stretched = libdevice.add_rn(libdevice.mul_rn(levels.to(tl.float64), scale),
+                                                 -libdevice.mul_rn(lo, scale))
+                    table = tl.minimum(tl.maximum(libdevice.trunc(stretched), 0.0), 255.0).to(tl.int32)
+                    table = tl.where(hi > lo, table, levels)
+                else:
+                    present = hist > 0
+                    top = tl.max(tl.where(present, levels, -1), axis=0)
+                    last = tl.sum(tl.where(levels == top, hist, 0), axis=0)
+                    step = (tl.sum(hist, axis=0) - last) // 255
+                    before = tl.cumsum(hist, 0) - hist
+                    table = tl.minimum((step // 2 + before) // tl.maximum(step, 1), 255)
+                    keep = (step == 0) | (tl.sum(present.to(tl.int32), axis=0) <= 1)
+                    table = tl.where(keep, levels, table)
+                tl.store(luts + (b * 3 + channel) * 256 + levels, table.to(tl.uint8))
+
+    return pixel_tables
 
 
 def _build_triton_layer():
@@ -825,29 +913,29 @@ class DeviceAugment:
 
     def _apply_layer_fused(self, x: torch.Tensor, host_ops: torch.Tensor, host_args: torch.Tensor, ops: torch.Tensor,
                            args: torch.Tensor) -> torch.Tensor:
-        """One kernel per layer (:func:`_layer_triton`); tables, contrast means and affine maps are made
-        first, for the images that need them (grouped on the host, no device read)."""
+        """One kernel per layer (:func:`_layer_triton`). Its tables and affine maps are made first: on the
+        host those that depend only on an image's op and argument (sent in one copy each), on the device,
+        in one more kernel, those that depend on the pixels (contrast means, autocontrast and equalize
+        tables). A handful of launches per layer: the augment thread's host time is GIL time taken from
+        the training thread."""
         host_ops = host_ops.long()
-        if not bool((host_ops >= 0).any()):
+        present = set(host_ops.unique().tolist())
+        if not any(op >= 0 for op in present):
             return x
         batch = len(x)
-        luts = torch.arange(256, device=x.device, dtype=torch.uint8).repeat(batch, 3, 1)
-        means = torch.zeros(batch, device=x.device)
-        needed = [name for name in _LUT_OPS + ("contrast",) if bool((host_ops == OP_INDEX[name]).any())]
-        indices = self._indices_on_device([(host_ops == OP_INDEX[name]).nonzero().flatten() for name in needed])
-        for name, index in zip(needed, indices):
-            if name == "contrast":
-                part = x.index_select(0, index).float()
-                means.index_copy_(0, index, torch.floor(_grey(part).mean((1, 2, 3)) + 0.5))
-            elif name in ("auto_contrast", "equalize"):
-                part = x.index_select(0, index).float()
-                table = _auto_contrast_lut(part) if name == "auto_contrast" else _equalize_lut(part)
-                luts.index_copy_(0, index, table.to(torch.uint8))
-            else:
-                table = _POINTWISE[name](_ramp(len(index), x.device), args.index_select(0, index).float())
-                luts.index_copy_(0, index, table.view(-1, 3, 256).to(torch.uint8))
+        luts = torch.arange(256, dtype=torch.uint8).repeat(batch, 3, 1)
+        for name in _ARGUMENT_LUT_OPS:
+            if OP_INDEX[name] in present:
+                index = (host_ops == OP_INDEX[name]).nonzero().flatten()
+                table = _POINTWISE[name](_ramp(len(index), luts.device), host_args[index].float())
+                luts[index] = table.view(-1, 3, 256).to(torch.uint8)
+        luts = to_device(luts, self.device)
         matrices = to_device(affine_matrices(host_ops, host_args, x.shape[-1]), self.device)
-        return _layer_triton(x, ops.int(), args.float(), means, luts, matrices, self.fill_levels,
+        means = torch.zeros(batch, device=x.device)
+        ops = ops.int()
+        if present & {OP_INDEX[name] for name in _PIXEL_TABLE_OPS}:
+            _pixel_tables_triton(x, ops, luts, means)
+        return _layer_triton(x, ops, args.float(), means, luts, matrices, self.fill_levels,
                              self.plan.interpolation)
 
     def _apply_layer(self, x: torch.Tensor, host_ops: torch.Tensor, host_args: torch.Tensor, ops: torch.Tensor,

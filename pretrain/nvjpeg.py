@@ -112,7 +112,7 @@ class NvjpegDecoder:
     stream of its own that the caller's current stream then waits for. ``hardware``: whether the
     GPU's JPEG engines decode (else nvjpeg's hybrid decoder: Huffman decoding on this host thread)."""
 
-    def __init__(self, device: torch.device, states: int = 3) -> None:
+    def __init__(self, device: torch.device, states: int = 3, priority: int = -1) -> None:
         if device.type != "cuda":
             raise NvjpegUnavailable(f"nvjpeg decodes on CUDA devices, not {device}")
         if device.index is None:
@@ -136,7 +136,7 @@ class NvjpegDecoder:
         self.batch_sizes = [0] * states  # what each state was initialised for
         self.inputs: List[Sequence[torch.Tensor]] = [()] * states  # host bytes the state's batch reads
         self.next_state = 0
-        self.stream = torch.cuda.Stream(device)
+        self.stream = torch.cuda.Stream(device, priority=priority)  # see gpu_data.DATA_STREAM_PRIORITY
         self.lock = threading.Lock()
 
     def engines(self) -> Tuple[int, int]:

@@ -17,7 +17,8 @@ from timm.utils import random_seed
 from torchvision.transforms import functional as TF
 
 from pretrain.config import parse_args
-from pretrain.gpu_augment import OP_NAMES, DeviceAugment, plan_from_transform, resample_boxes
+from pretrain.gpu_augment import (OP_INDEX, OP_NAMES, DeviceAugment, _auto_contrast_lut, _equalize_lut,
+                                  _pixel_tables_triton, grey_mean, plan_from_transform, resample_boxes)
 from pretrain.gpu_data import DeviceDecoder, EncodedImageDataset, collate_encoded, resolve_pipeline
 from pretrain.main import main
 from robustness.data import eval_transform
@@ -114,6 +115,41 @@ def test_fused_kernels_match_the_torch_ops(interpolation):
     levels = ((fused(flat, sizes, params) - plain(flat, sizes, params)) * torch.tensor(STD, device="cuda").view(
         1, 3, 1, 1) * 255).abs()
     assert levels.max() <= 1.5 and (levels > 0.5).double().mean() < 1e-4
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the pixel-table kernel runs on CUDA")
+@pytest.mark.parametrize("size", [56, 224])  # 56: a plane that is not a whole number of the kernel's blocks
+def test_pixel_table_kernel_equals_the_torch_tables(size):
+    """Autocontrast and equalize tables and contrast means from the one-kernel path, exactly as the torch
+    functions (held to PIL above) make them, on photos and on degenerate images: one level everywhere,
+    two levels, one constant channel."""
+    images = [TF.resize(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1), [size, size], antialias=True)
+              for image in photos()]
+    constant = torch.full((3, size, size), 77, dtype=torch.uint8)
+    two_levels = constant.clone()
+    two_levels[:, : size // 3] = 200
+    one_flat_channel = images[0].clone()
+    one_flat_channel[1] = 9
+    x = torch.stack(images + [constant, two_levels, one_flat_channel]).cuda()
+    cycle = [OP_INDEX["auto_contrast"], OP_INDEX["equalize"], OP_INDEX["contrast"], OP_INDEX["rotate"], -1]
+    ops = torch.tensor([cycle[i % len(cycle)] for i in range(len(x) * len(cycle))], device="cuda", dtype=torch.int32)
+    x = x.repeat(len(cycle), 1, 1, 1)
+    luts = torch.arange(256, dtype=torch.uint8, device="cuda").repeat(len(x), 3, 1)
+    means = torch.zeros(len(x), device="cuda")
+    _pixel_tables_triton(x, ops, luts, means)
+    expected_luts = torch.arange(256, dtype=torch.uint8, device="cuda").repeat(len(x), 3, 1)
+    expected_means = torch.zeros(len(x), device="cuda")
+    for index, op in enumerate(ops.tolist()):
+        image = x[index:index + 1].float()
+        if op == OP_INDEX["auto_contrast"]:
+            expected_luts[index] = _auto_contrast_lut(image)[0].to(torch.uint8)
+        elif op == OP_INDEX["equalize"]:
+            expected_luts[index] = _equalize_lut(image)[0].to(torch.uint8)
+        elif op == OP_INDEX["contrast"]:
+            expected_means[index] = grey_mean(image)[0]
+    assert torch.equal(luts, expected_luts)
+    assert torch.equal(means, expected_means)
+    assert (luts != torch.arange(256, dtype=torch.uint8, device="cuda")).any()  # tables that do something
 
 
 def record_timm_draws(transform, images, seed):
