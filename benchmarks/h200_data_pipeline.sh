@@ -6,11 +6,13 @@
 #  3. end-to-end training from a generated folder of JPEGs with each pipeline, eager and compiled
 #     (2 epochs of 24,576 images; the second epoch's img/s is reported).
 #
-#   benchmarks/h200_data_pipeline.sh [RESULTS_DIR]      (DATA=folder reuses or places the JPEGs)
+#   benchmarks/h200_data_pipeline.sh [RESULTS_DIR]      (DATA=folder reuses or places the JPEGs;
+#                                                        MODES="eager" or "compile" runs one of the two)
 set -euo pipefail
 RESULTS="${1:-benchmarks/results/data_pipeline}"
 DATA="${DATA:-/tmp/mixpro_jpegs}"
 WORKERS="${WORKERS:-16}"
+MODES="${MODES:-eager compile}"
 mkdir -p "$RESULTS"
 source "$(dirname "$0")/environment.sh"
 [[ -d "$DATA/train" ]] || "$PY" benchmarks/make_jpeg_folder.py "$DATA" --train 24576 --val 1024 --classes 1000
@@ -20,7 +22,7 @@ for pipeline in cpu gpu; do
         --out "$RESULTS/loader_$pipeline.json" 2>&1 | tail -1
 done
 COMMON=(--config configs/pretrain/deit_small_mixpro.yaml --batch-size 256)
-for mode in eager compile; do
+for mode in $MODES; do
     FLAGS=()
     [[ "$mode" == compile ]] && FLAGS+=(--compile)
     "$PY" tools/pretrain.py "${COMMON[@]}" "${FLAGS[@]}" --benchmark --benchmark-steps 100 --benchmark-warmup 30 \
