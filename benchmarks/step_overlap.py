@@ -79,17 +79,16 @@ class ThreadTimes:
     def __init__(self) -> None:
         self.calls: Dict[str, List] = {}
 
+    def timed(self, label: str, function, *args, **kwargs):
+        """function(*args, **kwargs), its times recorded under ``label``."""
+        start, cpu = time.perf_counter(), time.thread_time()
+        result = function(*args, **kwargs)
+        self.calls.setdefault(label, []).append((time.perf_counter() - start, time.thread_time() - cpu))
+        return result
+
     def wrap(self, owner, name: str, label: str) -> None:
         function = getattr(owner, name)
-
-        def timed(*args, **kwargs):
-            start, cpu = time.perf_counter(), time.thread_time()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.calls.setdefault(label, []).append((time.perf_counter() - start, time.thread_time() - cpu))
-
-        setattr(owner, name, timed)
+        setattr(owner, name, lambda *args, **kwargs: self.timed(label, function, *args, **kwargs))
 
     def wrap_iterable(self, owner, name: str, label: str) -> None:
         """Times each step of iterating ``owner.name`` (the decode thread's wait for the loader)."""
@@ -105,12 +104,10 @@ class ThreadTimes:
             def __iter__(self):
                 iterator = iter(iterable)
                 while True:
-                    start, cpu = time.perf_counter(), time.thread_time()
                     try:
-                        item = next(iterator)
+                        item = times.timed(label, next, iterator)
                     except StopIteration:
                         return
-                    times.calls.setdefault(label, []).append((time.perf_counter() - start, time.thread_time() - cpu))
                     yield item
 
         setattr(owner, name, Timed())

@@ -225,10 +225,10 @@ class DeviceDecoder:
         lengths = [3 * height * width for height, width in sizes]
         offsets = [0, *itertools.accumulate(lengths)][:-1]
         flat = torch.empty(sum(lengths), dtype=torch.uint8, device=self.device)
-        payloads = batch.payloads()
-        jpegs = [index for index, encoded in enumerate(batch.encoded) if encoded]
-        for index, encoded in enumerate(batch.encoded):
-            if not encoded:  # decoded by a worker
+        payloads, encoded = batch.payloads(), batch.encoded
+        jpegs = [index for index, is_jpeg in enumerate(encoded) if is_jpeg]
+        for index, is_jpeg in enumerate(encoded):
+            if not is_jpeg:  # decoded by a worker
                 self._place(flat, offsets[index], payloads[index])
         refused = self.decode_jpegs([payloads[i] for i in jpegs], [sizes[i] for i in jpegs], flat,
                                     [offsets[i] for i in jpegs]) if jpegs else {}
