@@ -1,5 +1,6 @@
 """Table of benchmarks/h200_data_pipeline.sh's runs: input pipeline alone, synthetic-data training and
-end-to-end training from JPEGs per data pipeline, eager and compiled; writes RESULTS/summary.json.
+end-to-end training from JPEGs per data pipeline, in each mode run (eager, compiled, compiled with CUDA
+graphs); writes RESULTS/summary.json.
 
     python benchmarks/summarize_data_pipeline.py RESULTS
 """
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 from pretrain.plots import read_log
+
+MODES = {"eager": "eager", "compile": "compiled", "graphs": "compiled, CUDA graphs"}
 
 
 def last_epoch_rate(folder: Path) -> float:
@@ -30,7 +33,7 @@ def main(results: Path) -> dict:
     lines = ["| mode | synthetic data | CPU path (timm in 16 workers) | GPU path (nvjpeg + device ops) "
              "| GPU path / synthetic |",
              "|---|---|---|---|---|"]
-    for mode in ("eager", "compile"):
+    for mode, title in MODES.items():
         row = {}
         synthetic = results / f"synthetic_{mode}" / "benchmark.json"
         if synthetic.is_file():
@@ -41,10 +44,12 @@ def main(results: Path) -> dict:
                 row[pipeline] = last_epoch_rate(folder)
         if "synthetic" in row and "gpu" in row:
             row["gpu_over_synthetic"] = row["gpu"] / row["synthetic"]
+        if not row:
+            continue
         summary["training"][mode] = row
         cells = [f"{row[key]:,.0f}" if key in row else "-" for key in ("synthetic", "cpu", "gpu")]
         ratio = f"{row['gpu_over_synthetic']:.0%}" if "gpu_over_synthetic" in row else "-"
-        lines.append(f"| {'compiled' if mode == 'compile' else mode} | " + " | ".join(cells) + f" | {ratio} |")
+        lines.append(f"| {title} | " + " | ".join(cells) + f" | {ratio} |")
     loaders = ", ".join(f"{name} {rate:,.0f} img/s" for name, rate in summary["loader_only"].items())
     lines.append("\ntraining: the last epoch after its first print window (whole epochs in older logs)")
     lines.append(f"input pipeline alone (no model): {loaders or '-'}")

@@ -32,7 +32,8 @@ from . import checkpoint as ckpt
 from .config import to_yaml
 from .data import BadImageCounter, SyntheticBatches, build_datasets, build_loaders
 from .gpu_augment import UnsupportedTransform, plan_from_transform
-from .gpu_data import DevicePrefetcher, EncodedImageDataset, collate_encoded, resolve_pipeline
+from .gpu_data import (DevicePrefetcher, EncodedImageDataset, collate_encoded, reserve_hardware_queues,
+                       resolve_pipeline)
 from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
 from .engine import StepOptions, evaluate, lr_for_batch, train_one_epoch
 
@@ -77,6 +78,7 @@ def setup_logging(output_dir: Path, is_main: bool) -> None:
 
 def start_process(config: argparse.Namespace) -> Tuple[DistInfo, Path]:
     """Join the process group, make the output folder (rank 0), set up logging, seed per rank."""
+    reserve_hardware_queues(config.data_pipeline)
     dist_info = init_distributed(config.device)
     output_dir = Path(config.output_dir)
     if dist_info.is_main:

@@ -9,7 +9,7 @@ from typing import Dict, List, Optional
 import torch
 
 from pretrain.distributed import cleanup, init_distributed
-from pretrain.gpu_data import resolve_pipeline
+from pretrain.gpu_data import reserve_hardware_queues, resolve_pipeline
 
 from . import data
 from .evaluate import Settings, evaluate_ood, evaluate_shifted, evaluate_val, load_model
@@ -105,6 +105,7 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
     args = parse_args(description, argv)
     check_inputs(args)
     titles = dict(zip(BENCHMARKS, args.names)) if args.names else dict(IMAGENET_TITLES)
+    reserve_hardware_queues(args.data_pipeline)
     dist_info = init_distributed(args.device)
     logging.basicConfig(level=logging.INFO if dist_info.is_main else logging.WARNING)
     try:

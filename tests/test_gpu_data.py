@@ -337,6 +337,30 @@ def test_auto_pipeline_falls_back_for_recipes_the_gpu_path_lacks(tmp_path, monke
                 pretrain_main.build_data(config, model, DistInfo())
 
 
+@pytest.mark.parametrize("pipeline, preset, cuda_started, expected", [
+    ("auto", None, False, "32"), ("gpu", None, False, "32"), ("cpu", None, False, None), ("gpu", "4", False, "4"),
+    ("gpu", None, True, None)])
+def test_hardware_queues_are_asked_for_before_cuda_starts(pipeline, preset, cuda_started, expected, tmp_path,
+                                                          monkeypatch, caplog):
+    """start_process asks for CUDA's 32 hardware queues for the GPU data path before its first CUDA call
+    (init_distributed's), leaves a user's setting alone, and says so when CUDA has started too early."""
+    import os
+    import pretrain.main as pretrain_main
+    from pretrain.distributed import DistInfo
+    environment = {key: value for key, value in os.environ.items() if key != "CUDA_DEVICE_MAX_CONNECTIONS"}
+    if preset is not None:
+        environment["CUDA_DEVICE_MAX_CONNECTIONS"] = preset
+    monkeypatch.setattr(os, "environ", environment)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda_started)
+    seen = []
+    monkeypatch.setattr(pretrain_main, "init_distributed",
+                        lambda device: seen.append(os.environ.get("CUDA_DEVICE_MAX_CONNECTIONS")) or DistInfo())
+    config = parse_args(["--data-path", str(tmp_path), "--data-pipeline", pipeline, "--output-dir", str(tmp_path)])
+    pretrain_main.start_process(config)
+    assert seen == [expected]
+    assert ("CUDA started before" in caplog.text) == cuda_started
+
+
 def test_unsupported_transforms_are_refused():
     from torchvision import transforms
     from pretrain.gpu_augment import UnsupportedTransform
