@@ -1,11 +1,12 @@
 """How long nvjpeg's batched decode (pretrain.nvjpeg) takes alone and behind a queue of training-sized
 work on the default stream, as in training: the decode runs on a data stream, the queue is ``--matmuls``
 bf16 matrix products launched just before it. CUDA reads CUDA_DEVICE_MAX_CONNECTIONS (its number of
-hardware work queues, 8 unless set) when the process starts, so compare values in separate processes:
+hardware work queues, 8 unless set) when the driver starts, so compare values in separate processes:
 
     for queues in 8 32; do
         CUDA_DEVICE_MAX_CONNECTIONS=$queues PYTHONPATH=. python benchmarks/decode_behind_queue.py --out q$queues.json
     done
+    PYTHONPATH=. python benchmarks/decode_behind_queue.py --reserve --out reserved.json   # as tools/pretrain.py asks
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from pretrain.gpu_data import reserve_hardware_queues
 from pretrain.nvjpeg import NvjpegDecoder
 
 PHOTOS = Path(__file__).resolve().parent.parent / "tests" / "data" / "real_images"
@@ -44,8 +46,12 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=375)
     parser.add_argument("--matmuls", type=int, default=40, help="8192x8192 bf16 products queued before the decode")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reserve", action="store_true",
+                        help="ask for the queues in this process, as the GPU data path does, before CUDA starts")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
+    if args.reserve:
+        reserve_hardware_queues("gpu")
     device = torch.device("cuda", torch.cuda.current_device())
     payloads = jpeg_batch(args.images, args.width, args.height)
     sizes = [[args.height, args.width]] * args.images

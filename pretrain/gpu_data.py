@@ -62,7 +62,7 @@ def _decode_error(error: RuntimeError) -> bool:
     return not isinstance(error, torch.OutOfMemoryError) and "CUDA error" not in str(error)
 
 
-# nvjpeg's hardware decoder spreads a batch over about 30 streams of its own. With CUDA's default of 8
+# nvjpeg's hardware decoder spreads a batch over a dozen or more streams of its own. With CUDA's default of 8
 # hardware work queues these share queues with the training stream, and each image's copies wait behind
 # the training kernels queued ahead of them: on the H200 a batch of 256 took 8 ms alone, 69 ms behind a
 # 61 ms queue of matrix products, 34 ms with 32 queues (benchmarks/decode_behind_queue.py).
@@ -71,8 +71,9 @@ HARDWARE_QUEUES = 32
 
 def reserve_hardware_queues(data_pipeline: str) -> None:
     """Asks CUDA for its maximum of 32 hardware work queues (CUDA_DEVICE_MAX_CONNECTIONS) unless the data
-    pipeline is 'cpu' or the variable is set already. CUDA reads it once, so call this before anything
-    touches CUDA (``torch.cuda.is_available()`` included)."""
+    pipeline is 'cpu' or the variable is set already. CUDA reads it when the driver starts, so call this
+    before anything touches CUDA: ``torch.cuda.is_available()`` starts the driver too, and only a started
+    torch CUDA state is detected (and warned about)."""
     if data_pipeline == "cpu" or "CUDA_DEVICE_MAX_CONNECTIONS" in os.environ:
         return
     if torch.cuda.is_initialized():

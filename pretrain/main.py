@@ -243,6 +243,9 @@ def train(config: argparse.Namespace) -> Dict:
         _logger.info("lr %.3g, not scaled with the global batch of %d", lr, global_batch)
     _logger.info("%d train / %d val images, %d steps per epoch, %d processes on %s, %s data pipeline", len(train_set),
                  len(val_set), len(train_loader), dist_info.world_size, device, pipeline)
+    if pipeline == "gpu" and config.compile and config.compile_mode == "default":
+        _logger.info("torch.compile's default mode launches the step's kernels from Python, which the GPU data "
+                     "path's threads slow down: --compile-mode reduce-overhead trains faster (docs/benchmarks.md)")
     if dist_info.is_main:
         (output_dir / "config.yaml").write_text(to_yaml(config))
     writer = None
