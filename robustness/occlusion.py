@@ -6,10 +6,11 @@ decoded batch (:func:`occlusion_variants`), so a sweep reads the data once.
 
 - Random: ``k * N // 10`` of the N patches for k = 0..9; one index set per batch (as the reference)
   or one per image, with a seed and any number of repeats.
-- Salient / non-salient: patches (the saliency map's cells) sorted by a saliency map (DINO ViT-S/16
-  attention, head 1, or the evaluated model's own class attention); the salient set at lambda is the fewest top patches
-  holding at least a lambda share of the attention mass. Salient dropping zeroes that set,
-  non-salient dropping keeps only it (larger lambda, less dropped); the two are complementary.
+- Salient / non-salient: patches (the saliency map's cells) ranked by a saliency map (DINO ViT-S/16
+  attention, head 1, or the evaluated model's own class attention); the salient set at lambda holds the
+  top patches whose ascending cumulative share of the attention mass exceeds 1 - lambda (the reference
+  rule, :func:`salient_set`). Salient dropping zeroes that set, non-salient dropping keeps only it
+  (larger lambda, less dropped); the two are complementary.
 """
 from __future__ import annotations
 
@@ -53,13 +54,21 @@ def random_drop(batch: int, num_patches: int, count: int, generator: Optional[to
 
 
 def salient_set(saliency: torch.Tensor, lam: float) -> torch.Tensor:
-    """(B, N) bool: the fewest highest-saliency patches whose share of the total mass reaches ``lam``."""
+    """(B, N) bool: the salient set at ``lam``, by the reference rule (Naseer et al., evaluate.py).
+
+    Patches are sorted by ascending saliency, their values divided by the row's sum, and a patch is
+    salient when the cumulative share up to and including it exceeds ``1 - lam``, all in float32 as the
+    reference computes it: at ``lam = 1`` every patch of non-zero saliency is salient. Tied patches get
+    the same cumulative shares whatever their order, so the count matches the reference's; which tied
+    patch is taken is made deterministic here (the reference's sort is not stable): among equal values,
+    the earlier patch in raster order counts as the more salient."""
     if not 0.0 < lam <= 1.0:
         raise ValueError(f"lambda must be in (0, 1], got {lam}")
-    saliency = saliency.float()
-    ordered, order = saliency.sort(dim=1, descending=True)
-    share_before = (ordered.cumsum(dim=1) - ordered) / ordered.sum(dim=1, keepdim=True)
-    chosen_sorted = share_before < lam - 1e-6
+    # A stable descending sort, reversed, is ascending with ties in reverse raster order.
+    descending, order = saliency.float().sort(dim=1, descending=True, stable=True)
+    ascending, order = descending.flip(1), order.flip(1)
+    share = ascending / ascending.sum(dim=1, keepdim=True)
+    chosen_sorted = share.cumsum(dim=1) > (1 - lam)
     return torch.zeros_like(chosen_sorted).scatter(1, order, chosen_sorted)
 
 
