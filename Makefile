@@ -10,10 +10,10 @@ venv:
 
 # Pretraining -> transfer -> robustness report on scikit-learn's digits, on the CPU: $(DEMO_OUT)/report.md.
 demo: venv
-	$(PYTHON) tools/demo.py --out $(DEMO_OUT)
+	$(PYTHON) tools/run_demo.py --out $(DEMO_OUT)
 
 test: venv
 	$(PYTHON) -m pytest -q
 
 bench: venv
-	$(PYTHON) tools/bench_mixer.py --out benchmarks/results/bench_mixer_$$(hostname).json
+	$(PYTHON) benchmarks/bench_mixer.py --out benchmarks/results/bench_mixer_$$(hostname).json

@@ -1,4 +1,4 @@
-"""How long nvjpeg's batched decode (pretrain.nvjpeg) takes alone and behind a queue of training-sized
+"""How long nvjpeg's batched decode (pretrain.data.gpu.nvjpeg) takes alone and behind a queue of training-sized
 work on the default stream, as in training: the decode runs on a data stream, the queue is ``--matmuls``
 bf16 matrix products launched just before it. CUDA reads CUDA_DEVICE_MAX_CONNECTIONS (its number of
 hardware work queues, 8 unless set) when the driver starts, so compare values in separate processes:
@@ -6,7 +6,7 @@ hardware work queues, 8 unless set) when the driver starts, so compare values in
     for queues in 8 32; do
         CUDA_DEVICE_MAX_CONNECTIONS=$queues PYTHONPATH=. python benchmarks/decode_behind_queue.py --out q$queues.json
     done
-    PYTHONPATH=. python benchmarks/decode_behind_queue.py --reserve --out reserved.json   # as tools/pretrain.py asks
+    PYTHONPATH=. python benchmarks/decode_behind_queue.py --reserve --out reserved.json   # as tools/train.py asks
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from pretrain.gpu_data import reserve_hardware_queues
-from pretrain.nvjpeg import NvjpegDecoder
+from pretrain.data import reserve_hardware_queues
+from pretrain.data.gpu.nvjpeg import NvjpegDecoder
 
-PHOTOS = Path(__file__).resolve().parent.parent / "tests" / "data" / "real_images"
+PHOTOS = Path(__file__).resolve().parent.parent / "docs" / "images"
 
 
 def jpeg_batch(count: int, width: int, height: int):

@@ -34,9 +34,8 @@ from torch.utils.data import DataLoader
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from pretrain.config import parse_args
-from pretrain.data import build_datasets
-from pretrain.gpu_data import EncodedImageDataset, collate_encoded
-from pretrain.main import build_model
+from pretrain.data.gpu.decode import EncodedImageDataset, collate_encoded
+from pretrain.builder import build_datasets, build_model
 
 def scripted_decode(data: List[torch.Tensor], mode: int, device: torch.device) -> List[torch.Tensor]:
     return torch.ops.image.decode_jpegs_cuda(data, mode, device)
@@ -118,7 +117,7 @@ def main() -> None:
         parser.error(f"unknown decoder(s) {unknown}")
     device = torch.device("cuda")
     config = parse_args(["--config", "configs/pretrain/deit_small_mixpro.yaml", "--data-path", args.data_path])
-    dataset = EncodedImageDataset.like(build_datasets(config, build_model(config))[0])
+    dataset = EncodedImageDataset.from_dataset(build_datasets(config, build_model(config))[0])
     loader = DataLoader(dataset, batch_size=256, num_workers=16, collate_fn=collate_encoded, shuffle=True)
     batches = []
     for batch in loader:  # JPEG payloads only (the workers decode PNG and CMYK files themselves)

@@ -2,7 +2,7 @@
 # Input pipeline on one GPU box (issue 9), DeiT-S + MixPro at batch 256 in bf16:
 #  1. each data pipeline alone (benchmarks/loader_rate.py): CPU path = timm's transforms in 16 loader
 #     workers; GPU path = workers read bytes, nvjpeg decodes and the device augments;
-#  2. training on synthetic images already on the GPU (tools/pretrain.py --benchmark) in each mode:
+#  2. training on synthetic images already on the GPU (tools/train.py --benchmark) in each mode:
 #     eager, compiled (torch.compile's default mode) and graphs (compiled, --compile-mode reduce-overhead);
 #  3. end-to-end training from a generated folder of JPEGs with each pipeline in each mode
 #     (2 epochs of 24,576 images; the second epoch's img/s is reported).
@@ -30,10 +30,10 @@ for mode in $MODES; do
         graphs) FLAGS=(--compile --compile-mode reduce-overhead) ;;
         *) echo "unknown mode $mode (eager, compile or graphs)" >&2; exit 2 ;;
     esac
-    "$PY" tools/pretrain.py "${COMMON[@]}" "${FLAGS[@]}" --benchmark --benchmark-steps 100 --benchmark-warmup 30 \
+    "$PY" tools/train.py "${COMMON[@]}" "${FLAGS[@]}" --benchmark --benchmark-steps 100 --benchmark-warmup 30 \
         --output-dir "$RESULTS/synthetic_$mode" 2>&1 | grep "benchmark:"
     for pipeline in cpu gpu; do
-        "$PY" tools/pretrain.py "${COMMON[@]}" "${FLAGS[@]}" --data-path "$DATA" --data-pipeline "$pipeline" \
+        "$PY" tools/train.py "${COMMON[@]}" "${FLAGS[@]}" --data-path "$DATA" --data-pipeline "$pipeline" \
             --workers "$WORKERS" --epochs 2 --save-every 0 --print-freq 32 \
             --output-dir "$RESULTS/train_${pipeline}_$mode" 2>&1 | grep "epoch 1:" | cut -c1-160
         rm -f "$RESULTS/train_${pipeline}_$mode"/checkpoint_*.pth

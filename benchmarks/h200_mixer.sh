@@ -12,12 +12,12 @@ source "$(dirname "$0")/environment.sh"
 FLAGS=()
 [[ "$MODE" == compile ]] && FLAGS+=(--compile)
 if [[ "$MODE" == eager ]]; then
-    "$PY" tools/bench_mixer.py --batch-size 64 --steps 5 --warmup 3 --repeats 1 --sync-debug \
+    "$PY" benchmarks/bench_mixer.py --batch-size 64 --steps 5 --warmup 3 --repeats 1 --sync-debug \
         && echo "sync check: no host-device synchronisation in any policy's step" || echo "sync check FAILED"
 fi
 for model in deit_small_patch16_224 pvt_small; do
     for batch in 128 256; do
-        "$PY" tools/bench_mixer.py --model "$model" --batch-size "$batch" "${FLAGS[@]}" \
+        "$PY" benchmarks/bench_mixer.py --model "$model" --batch-size "$batch" "${FLAGS[@]}" \
             --out "$RESULTS/mixer_${model}_b${batch}_${MODE}.json" 2>&1 | grep -v Warning
     done
 done

@@ -14,8 +14,8 @@ import torch
 
 from pretrain.config import parse_args
 from pretrain.distributed import DistInfo
-from pretrain.gpu_data import reserve_hardware_queues
-from pretrain.main import build_data, build_model
+from pretrain.data import reserve_hardware_queues
+from pretrain.builder import build_data, build_model
 
 
 def main() -> None:
@@ -31,10 +31,11 @@ def main() -> None:
     args = parser.parse_args()
     config = parse_args(["--config", args.config, "--data-path", args.data_path, "--data-pipeline", args.data_pipeline,
                          "--batch-size", str(args.batch_size), "--workers", str(args.workers)])
-    reserve_hardware_queues(args.data_pipeline)  # as tools/pretrain.py does
+    reserve_hardware_queues(args.data_pipeline)  # as tools/train.py does
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dist_info = DistInfo(rank=0, world_size=1, local_rank=0, device=device)
-    *_, train_loader, _, _, _, pipeline = build_data(config, build_model(config), dist_info)
+    data = build_data(config, build_model(config), dist_info)
+    train_loader, pipeline = data.train_loader, data.pipeline
     seen, start = 0, 0.0
     for step, (images, _, _) in enumerate(train_loader):
         images = images.to(device, non_blocking=True)

@@ -1,5 +1,5 @@
 """An ImageNet-like folder of JPEGs for input-pipeline benchmarks, cut from the real photos in
-tests/data/real_images: random crops, flips and colour gains, sized like ImageNet's train images
+docs/images: random crops, flips and colour gains, sized like ImageNet's train images
 (mostly 500 px on the long side, one in six larger), saved at quality 88-98 with 4:2:0 chroma.
 
     python benchmarks/make_jpeg_folder.py OUT --train 32768 --val 1024 --classes 1000 --processes 16
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_images"
+PHOTOS = Path(__file__).resolve().parents[1] / "docs" / "images"
 SHAPES = ((500, 375), (375, 500), (500, 333), (333, 500), (500, 400), (400, 300))
 
 

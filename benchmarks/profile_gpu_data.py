@@ -17,10 +17,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from pretrain.config import parse_args
-from pretrain.data import build_datasets
-from pretrain.gpu_augment import resample_boxes
-from pretrain.gpu_data import DeviceDecoder, EncodedImageDataset, collate_encoded
-from pretrain.main import build_model
+from pretrain.data.gpu.resample import resample_boxes
+from pretrain.data.gpu.decode import DeviceDecoder, EncodedImageDataset, collate_encoded
+from pretrain.builder import build_datasets, build_model
 
 
 def timed(fn, device, host_cpu: list):
@@ -47,7 +46,7 @@ def main() -> None:
     device = torch.device("cuda")
     config = parse_args(["--config", args.config, "--data-path", args.data_path])
     train, _ = build_datasets(config, build_model(config))
-    dataset = EncodedImageDataset.like(train)
+    dataset = EncodedImageDataset.from_dataset(train)
     result = {"batch_size": args.batch_size, "workers": args.workers}
 
     start = time.perf_counter()
@@ -72,7 +71,8 @@ def main() -> None:
     stages = {"decode_packed": [], "resample": [], "augment": [], "device_stage_total": []}
     host_cpu = {name: [] for name in stages}
     for batch in batches[2:]:
-        (flat, *_), ms = timed(lambda: decoder.decode_packed(batch), device, host_cpu["decode_packed"])
+        decoded, ms = timed(lambda: decoder.decode_packed(batch), device, host_cpu["decode_packed"])
+        flat = decoded.pixels
         stages["decode_packed"].append(ms)
         plan = dataset.plan
         _, ms = timed(lambda: resample_boxes(flat, batch.sizes, batch.params[:, 0:4], batch.params[:, 4:8], plan.size,

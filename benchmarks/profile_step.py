@@ -1,7 +1,7 @@
 """Where a mixing policy's extra step time goes: device time per step, kernel launches, host time
 in the mixer, and the kernels that take the most device time.
 
-Profiles training steps of tools/bench_mixer.py's step per policy. Besides bench_mixer's policies,
+Profiles training steps of bench_mixer.py's step per policy. Besides bench_mixer's policies,
 two MixPro variants split its cost: ``mixpro_detached`` (labels from attention without gradient
 through it) and ``mixpro_maskmix_only`` (every batch MaskMix with PAL labels).
 
@@ -9,7 +9,6 @@ through it) and ``mixpro_maskmix_only`` (every batch MaskMix with PAL labels).
         [--policies none mixpro mixpro_detached] [--top 12] [--out FILE.json]
 """
 import argparse
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -19,11 +18,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
-from mixpro import ClsAttention
+from mixpro import ClsAttention, soft_target_cross_entropy
 
-spec = importlib.util.spec_from_file_location("bench_mixer", Path(__file__).parents[1] / "tools" / "bench_mixer.py")
-bench = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(bench)
+import bench_mixer as bench  # beside this script
+
 
 VARIANTS = ("mixpro_detached", "mixpro_maskmix_only")
 
@@ -80,7 +78,7 @@ def main() -> None:
             start = time.perf_counter()
             logits, attn = output if isinstance(output, tuple) else (output, None)
             targets = mixer.targets(batch, logits, attn)
-            loss = bench.soft_target_cross_entropy(logits, targets)
+            loss = soft_target_cross_entropy(logits, targets)
             host["labels"] += time.perf_counter() - start
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

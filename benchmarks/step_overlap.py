@@ -23,9 +23,9 @@ from typing import Dict, List
 import torch
 
 from pretrain.config import parse_args
-from pretrain.data import BadImageCounter, SyntheticBatches
+from pretrain.data import BadImageCounter, SyntheticBatches, set_epoch
 from pretrain.engine import StepOptions, train_one_epoch
-from pretrain.main import build_data, build_model, build_training, start_process
+from pretrain.builder import build_data, build_model, build_training, start_process
 
 
 RATE_FROM = 8
@@ -203,7 +203,7 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=12)
     parser.add_argument("--synthetic-steps", type=int, default=64)
     parser.add_argument("--out", default="")
-    args, pretrain_options = parser.parse_known_args()  # the rest goes to tools/pretrain.py's parser
+    args, pretrain_options = parser.parse_known_args()  # the rest goes to tools/train.py's parser
     output_dir = tempfile.mkdtemp(prefix="step_overlap_")
     config = parse_args(["--config", args.config, "--data-path", args.data_path, "--data-pipeline", "gpu",
                          "--batch-size", str(args.batch_size), "--workers", str(args.workers), "--epochs", "100",
@@ -212,7 +212,7 @@ def main() -> None:
     dist_info, _ = start_process(config)
     device = dist_info.device
     model = build_model(config)
-    _, _, train_loader, _, sampler, generator, _ = build_data(config, model, dist_info)
+    train_loader = build_data(config, model, dist_info).train_loader
     parts = build_training(config, model, dist_info, len(train_loader))
     threads = ThreadTimes()  # the GPU path's stages, as run in its decode and augment threads
     threads.wrap(train_loader.decoder, "decode_packed", "decode_packed")
@@ -232,8 +232,7 @@ def main() -> None:
               "steps_per_epoch": len(train_loader), "gpu_path": {}}
     default_interval = sys.getswitchinterval()
     for index, interval in enumerate([None, *args.switch_intervals]):
-        sampler.set_epoch(index)
-        generator.manual_seed(index)
+        set_epoch(train_loader, index)
         sys.setswitchinterval(interval or default_interval)
         summary = epoch(train_loader, index, profile=interval is not None)
         summary["data_threads_median"] = threads.summary()

@@ -1,8 +1,11 @@
 """``make demo``: pretraining -> transfer -> robustness -> report, on scikit-learn's digits.
 
 Every stage runs the suite's real command-line tools in their own processes, exactly as a user
-would (the commands are written to OUT/commands.sh), with the demo configs of configs/demo and the
-mm configs of :mod:`demo.configs`. Logs go to OUT/logs/, the report to OUT/report.md.
+would (the commands are written to OUT/commands.sh), with the static configs of configs/demo (the
+pretraining YAMLs and the mm configs, each with ``_base_`` on the real ones); what changes per run
+(data root, checkpoint, iterations, seed) goes in through the tools' flags and ``--cfg-options``. It
+sits above tools/: it drives them and imports no tool. Logs go to OUT/logs/, the report to
+OUT/report.md.
 """
 from __future__ import annotations
 
@@ -19,11 +22,16 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from pretrain.mmrunner import last_metrics
+from transfer.runner import last_metrics
 from pretrain.plots import read_log
 
-from . import configs, digits, report
-from .configs import ROOT
+from . import digits, report
+
+ROOT = Path(__file__).resolve().parents[1]
+SEGMENTATION_CONFIGS = {"linear": "configs/demo/linear_deit-tiny_digits.py",
+                        "segmenter": "configs/demo/segmenter_deit-tiny_mask_digits.py"}
+DETECTION_CONFIG = "configs/demo/mask-rcnn_pvt-tiny_fpn_digits.py"
+LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 MODELS = ("deit", "pvt")
 RECIPES = ("baseline", "transmix", "mixpro")
 DECODERS = ("linear", "segmenter")
@@ -90,7 +98,7 @@ def prepare_output(out: Path) -> Optional[str]:
     else:
         message = None
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("written by tools/demo.py; removed and rewritten by the next demo run\n")
+    (out / MARKER).write_text("written by tools/run_demo.py; removed and rewritten by the next demo run\n")
     return message
 
 
@@ -113,7 +121,7 @@ def pretrain(runner: Runner, scale: Scale, out: Path, data: Path, seed: int) -> 
                 args += ["--epochs", scale.pretrain_epochs[model], "--warmup-epochs", 0]
             if scale.pretrain_batch:
                 args += ["--batch-size", scale.pretrain_batch]
-            seconds = runner.tool(f"pretrain_{name}", "pretrain.py", *args)
+            seconds = runner.tool(f"pretrain_{name}", "train.py", *args)
             checkpoint = out / "checkpoints" / f"{model}_tiny_digits_{recipe}.pth"
             runner.tool(f"export_{name}", "export_checkpoint.py", run_dir / "checkpoint_last.pth", checkpoint)
             log = read_log(run_dir / "log.jsonl")
@@ -130,26 +138,38 @@ def segmentation(runner: Runner, scale: Scale, out: Path, voc: Path, pretrained:
     for decoder in DECODERS:
         for recipe in RECIPES:
             name = f"{decoder}_{recipe}"
-            config = configs.segmentation_config(decoder, voc, pretrained[f"deit_{recipe}"]["checkpoint"],
-                                                 out / "configs" / f"seg_{name}.py", scale.seg_iters, seed)
+            config = SEGMENTATION_CONFIGS[decoder]
             work_dir = out / "segmentation" / name
-            seconds = runner.tool(f"segmentation_{name}", "seg_train.py", config, "--work-dir", work_dir)
+            iters = scale.seg_iters
+            options = [f"model.backbone.init_cfg.checkpoint={pretrained[f'deit_{recipe}']['checkpoint']}",
+                       *(f"{loader}.dataset.data_root={voc}" for loader in LOADERS),
+                       f"train_cfg.max_iters={iters}", f"train_cfg.val_interval={iters}",
+                       f"default_hooks.checkpoint.interval={iters}", f"param_scheduler.0.end={iters}",
+                       f"randomness.seed={seed}"]
+            seconds = runner.tool(f"segmentation_{name}", "seg_train.py", config, "--work-dir", work_dir,
+                                  "--cfg-options", *options)
             metrics = last_mm_metrics(work_dir, "mIoU")
             results[name] = {"decoder": decoder, "recipe": recipe, "mIoU": metrics["mIoU"], "aAcc": metrics["aAcc"],
-                             "mAcc": metrics["mAcc"], "iters": scale.seg_iters, "seconds": seconds,
-                             "config": config}
+                             "mAcc": metrics["mAcc"], "iters": iters, "seconds": seconds, "config": config}
     return results
 
 
 def detection(runner: Runner, scale: Scale, out: Path, coco: Path, pretrained: Dict, seed: int) -> Dict[str, Dict]:
     results = {}
+    epochs = scale.det_epochs
+    annotations = coco / "annotations" / "instances_val2017.json"
     for recipe in RECIPES:
-        config = configs.detection_config(coco, pretrained[f"pvt_{recipe}"]["checkpoint"],
-                                          out / "configs" / f"det_mask-rcnn_{recipe}.py", scale.det_epochs, seed)
         work_dir = out / "detection" / recipe
-        seconds = runner.tool(f"detection_{recipe}", "det_train.py", config, "--work-dir", work_dir)
+        options = [f"model.backbone.init_cfg.checkpoint={pretrained[f'pvt_{recipe}']['checkpoint']}",
+                   *(f"{loader}.dataset.data_root={coco}/" for loader in LOADERS),
+                   f"val_evaluator.ann_file={annotations}", f"test_evaluator.ann_file={annotations}",
+                   f"train_cfg.max_epochs={epochs}", f"train_cfg.val_interval={epochs}",
+                   f"default_hooks.checkpoint.interval={epochs}", f"param_scheduler.1.end={epochs}",
+                   f"param_scheduler.1.milestones=[{max(epochs - 1, 1)}]", f"randomness.seed={seed}"]
+        seconds = runner.tool(f"detection_{recipe}", "det_train.py", DETECTION_CONFIG, "--work-dir", work_dir,
+                              "--cfg-options", *options)
         metrics = last_mm_metrics(work_dir, "coco/bbox_mAP")
-        results[recipe] = {"recipe": recipe, "epochs": scale.det_epochs, "seconds": seconds, "config": config,
+        results[recipe] = {"recipe": recipe, "epochs": epochs, "seconds": seconds, "config": DETECTION_CONFIG,
                            **{key.split("/")[1]: metrics[key] for key in
                               ("coco/bbox_mAP", "coco/bbox_mAP_50", "coco/segm_mAP", "coco/segm_mAP_50")}}
     return results

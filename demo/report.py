@@ -59,14 +59,16 @@ def write(out: Path, results: Dict) -> Path:
 
     lines += ["", "## 2. Segmentation: mIoU (%) on the val canvases, DeiT-tiny backbone", "",
               "Pascal Context layout, 10 digit classes, background ignored as in Pascal Context 59; the real "
-              "Linear and Segmenter configs of configs/segmentation with demo overrides (`configs/seg_*.py`).", ""]
+              "Linear and Segmenter configs of configs/segmentation at demo scale (`configs/demo/linear_deit-tiny_digits.py`, "
+              "`configs/demo/segmenter_deit-tiny_mask_digits.py`; the exact commands are in `commands.sh`).", ""]
     rows = [[decoder.capitalize(), str(seg[f"{decoder}_baseline"]["iters"])]
             + [_fmt(seg[f"{decoder}_{recipe}"]["mIoU"]) for recipe in RECIPE_TITLES]
             for decoder in ("linear", "segmenter")]
     lines += _table(["decoder", "iterations"] + _recipes(), rows)
 
     lines += ["", "## 3. Detection: Mask R-CNN + FPN with the PVT-tiny backbone, COCO AP (%) on the val canvases", "",
-              "The real config of configs/detection with demo overrides (`configs/det_*.py`).", ""]
+              "The real config of configs/detection at demo scale (`configs/demo/mask-rcnn_pvt-tiny_fpn_digits.py`; the "
+              "exact commands are in `commands.sh`).", ""]
     rows = [[title] + [_fmt(100.0 * det[recipe][key]) for recipe in RECIPE_TITLES]
             for key, title in (("bbox_mAP", "box AP"), ("bbox_mAP_50", "box AP50"), ("segm_mAP", "mask AP"),
                                ("segm_mAP_50", "mask AP50"))]

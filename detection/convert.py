@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from mmdet.models.backbones.pvt import pvt_convert
 
 from pretrain.checkpoint import CheckpointMismatchError, check_state_dict, load_model_weights
+from transfer.convert import build_backbone, convert_file
 
 
 def pvt_v1_to_mmdet(state_dict: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -39,3 +40,12 @@ def load_for_mmdet(path: Path, backbone: torch.nn.Module) -> Tuple[Dict[str, tor
     converted = pvt_v1_to_mmdet(weights)
     check_state_dict(converted, backbone.state_dict(), f"{path} -> mmdet PyramidVisionTransformer")
     return converted, meta
+
+
+def convert_for_mmdet(checkpoint: str, out: str, config: Optional[str] = None) -> Dict:
+    """Our PVT v1 checkpoint -> a file a stock mmdet PyramidVisionTransformer loads with
+    ``convert_weights=False``; with ``config``, checked against that config's backbone first."""
+    from mmdet.registry import MODELS
+
+    backbone = build_backbone(config, MODELS) if config else None
+    return convert_file(checkpoint, out, pvt_v1_to_mmdet, "mmdet", backbone, f"{checkpoint} -> {config}")

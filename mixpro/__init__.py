@@ -4,7 +4,8 @@ The public API: the mixers (:class:`MixPro`, :class:`TransMix`, :class:`MixupCut
 :class:`BatchMixer`), :class:`ClsAttention` and :func:`soft_target_cross_entropy`; building blocks live
 in :mod:`mixpro.mask`, :mod:`mixpro.label` and :mod:`mixpro.attention`.
 """
-from .attention import AttentionOutput, AttentionSite, ClsAttention, attention_site, register_attention_adapter
+from .attention import (AttentionOutput, AttentionSite, ClsAttention, attention_site, find_attention_site,
+                        register_attention_adapter)
 from .label import soft_target_cross_entropy
 from .mask import MaskMixGenerator
 from .mixer import MIXERS, BatchMixer, MixedBatch, MixPro, MixupCutMix, NoMix, TransMix, build_mixer
@@ -25,6 +26,7 @@ __all__ = [
     "TransMix",
     "attention_site",
     "build_mixer",
+    "find_attention_site",
     "register_attention_adapter",
     "soft_target_cross_entropy",
 ]

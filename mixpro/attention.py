@@ -50,19 +50,30 @@ def register_attention_adapter(matches: Callable[[nn.Module], bool],
     _ADAPTERS.insert(0, (matches, build))
 
 
-def attention_site(model: nn.Module) -> AttentionSite:
-    """The :class:`AttentionSite` of ``model`` (unwrapping DDP and torch.compile wrappers)."""
+def find_attention_site(model: nn.Module) -> Optional[AttentionSite]:
+    """The :class:`AttentionSite` of ``model`` (unwrapping DDP and torch.compile wrappers), or None when
+    no registered adapter matches it."""
     model = unwrap_model(model)
     for matches, build in _ADAPTERS:
         if matches(model):
             return build(model)
-    raise TypeError(
-        f"no class-token attention adapter for {type(model).__name__}; supported: timm VisionTransformer "
-        f"(DeiT/ViT) and PVT v1 (import pretrain.models), or register one with register_attention_adapter"
-    )
+    return None
+
+
+def attention_site(model: nn.Module) -> AttentionSite:
+    """The :class:`AttentionSite` of ``model``; a TypeError naming the supported families when none matches."""
+    site = find_attention_site(model)
+    if site is None:
+        raise TypeError(
+            f"no class-token attention adapter for {type(unwrap_model(model)).__name__}; supported: timm "
+            f"VisionTransformer (DeiT/ViT) and PVT v1 (import pretrain.models), or register one with "
+            f"register_attention_adapter"
+        )
+    return site
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
+    # Not timm.utils.unwrap_model: this library does not import timm unless an adapter needs it.
     while True:
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod

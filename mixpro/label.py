@@ -35,9 +35,8 @@ def mix_targets(y_a: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor, num_cla
     """lam * onehot(y_a) + (1 - lam) * onehot(y_b), both smoothed; lam is (B,) or a scalar.
 
     Built as smoothing / C everywhere plus two scatter-adds, so no one-hot matrix is materialised.
+    ``smoothing`` in [0, 1) is checked once, where a mixer is built, not at every batch.
     """
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing}")
     batch = y_a.shape[0]
     weight_a = torch.as_tensor(lam, dtype=torch.float32, device=y_a.device).expand(batch).reshape(batch, 1)
     weight_a = weight_a * (1.0 - smoothing)
@@ -80,12 +79,8 @@ def transmix_lambda(lam_attn: torch.Tensor, lam_area: torch.Tensor) -> torch.Ten
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor,
                               reduction: Optional[str] = "mean") -> torch.Tensor:
-    """Cross-entropy against (B, C) soft targets, computed in float32."""
-    loss = torch.sum(-targets.float() * F.log_softmax(logits.float(), dim=-1), dim=-1)
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction in (None, "none"):
-        return loss
-    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    """Cross-entropy against (B, C) soft targets, in float32 (torch's cross-entropy with probability targets)."""
+    reduction = "none" if reduction is None else reduction
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    return F.cross_entropy(logits.float(), targets.float(), reduction=reduction)

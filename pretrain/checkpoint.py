@@ -1,4 +1,5 @@
-"""Checkpoints: atomic writes, weights_only-loadable contents, auto-resume, export for transfer.
+"""Checkpoints: atomic writes, weights_only-loadable contents, auto-resume, export for transfer, and
+the one model loader every consumer (robustness report, pictures, tools) uses (:func:`load_model`).
 
 A training checkpoint holds: model, optimizer, scheduler, scaler, (EMA), epoch (last completed),
 step, best top-1, the RNG states of every rank, every rank's mixer state and the resolved config,
@@ -8,10 +9,15 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+import timm
 import torch
+from timm.data import resolve_data_config
+
+import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
 
 LAST = "checkpoint_last.pth"
 BEST = "checkpoint_best.pth"
@@ -135,3 +141,53 @@ def check_state_dict(converted: Dict[str, torch.Tensor], expected: Dict[str, tor
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
         raise CheckpointMismatchError("\n".join(lines))
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    model: torch.nn.Module
+    mean: torch.Tensor  # (1, 3, 1, 1) on the device
+    std: torch.Tensor
+    meta: Dict = field(default_factory=dict)
+    input_size: int = 224
+
+    @classmethod
+    def wrap(cls, name: str, model: torch.nn.Module, device: torch.device, meta: Optional[Dict] = None
+             ) -> "LoadedModel":
+        """Put ``model`` on ``device`` in eval mode with the normalisation of its timm data config."""
+        config = resolve_data_config({}, model=model)
+        model.to(device).eval()
+        mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
+        std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
+        meta = meta or {}
+        return cls(name, model, mean, std, meta, int(meta.get("input_size") or config["input_size"][-1]))
+
+    def logits(self, images01: torch.Tensor, amp: bool) -> torch.Tensor:
+        with torch.autocast(images01.device.type, dtype=torch.bfloat16, enabled=amp):
+            return self.model((images01 - self.mean) / self.std).float()
+
+
+def load_model(spec: str, device: torch.device) -> LoadedModel:
+    """``spec``: one of our checkpoints (export or training checkpoint), or ``TIMM_NAME=WEIGHTS_FILE``
+    for a timm model with local weights (e.g. a published DeiT-S)."""
+    name, sep, weights_file = spec.partition("=")
+    if sep:
+        if not Path(weights_file).is_file():
+            raise FileNotFoundError(f"--checkpoint {spec}: weights file {weights_file} does not exist")
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights_file))
+        meta = {"arch": name, "source": weights_file, "recipe": "timm"}
+        label = name
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise FileNotFoundError(f"--checkpoint {spec} does not exist")
+        weights, meta = load_model_weights(path)
+        if not meta.get("arch"):
+            raise ValueError(f"{spec} has no architecture in its metadata: export it with tools/export_checkpoint.py "
+                             f"or pass TIMM_NAME={spec}")
+        model = timm.create_model(meta["arch"], num_classes=meta.get("num_classes", 1000),
+                                  img_size=meta.get("input_size", 224), **meta.get("model_kwargs", {}))
+        model.load_state_dict(weights, strict=True)
+        label = path.stem
+    return LoadedModel.wrap(label, model, device, meta)

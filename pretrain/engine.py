@@ -9,15 +9,15 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from tqdm import tqdm
 
-from mixpro import BatchMixer, soft_target_cross_entropy
+from mixpro import BatchMixer, MixedBatch, soft_target_cross_entropy
 from mixpro.mixer import KINDS
 
-from .data import BadImageCounter
+from .data.folders import BadImageCounter
 from .distributed import all_reduce_sum
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
@@ -94,6 +94,28 @@ def _check_finite(nonfinite: torch.Tensor, epoch: int, step: int) -> None:
             f"last checkpoint is the last good one. Try a lower --lr, --clip-grad, or --amp bf16 instead of fp16.")
 
 
+def train_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, mixer: BatchMixer, optimizer,
+               scaler, device: torch.device, options: StepOptions) -> Tuple[torch.Tensor, MixedBatch]:
+    """One optimisation step of mixed training: mix, forward (under the configured autocast), the
+    mixer's soft targets (from the class-token attention when ``model`` is wrapped in
+    ``mixpro.AttentionOutput``), soft-target cross-entropy, backward, clipping, optimiser and scaler
+    steps. Returns the detached loss (on the device: nothing is read back) and the mixed batch."""
+    batch = mixer(images, labels)
+    with options.autocast(device):
+        output = model(batch.images)
+    logits, attn = output if isinstance(output, tuple) else (output, None)
+    targets = mixer.targets(batch, logits, attn)
+    loss = soft_target_cross_entropy(logits, targets)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if options.clip_grad > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach(), batch
+
+
 def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, optimizer, scheduler, scaler,
                     device: torch.device, epoch: int, options: StepOptions, bad_images: BadImageCounter,
                     model_ema=None, show_progress: bool = True, reduce=all_reduce_sum) -> Dict[str, float]:
@@ -116,25 +138,10 @@ def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, optimizer
         labels = labels.to(device, non_blocking=True)
         if options.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        batch = mixer(images, labels)
-        with options.autocast(device):
-            output = model(batch.images)
-        logits, attn = output if isinstance(output, tuple) else (output, None)
-        targets = mixer.targets(batch, logits, attn)
-        loss = soft_target_cross_entropy(logits, targets)
-
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if options.clip_grad > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad)
-        scaler.step(optimizer)
-        scaler.update()
+        loss, batch = train_step(model, images, labels, mixer, optimizer, scaler, device, options)
         scheduler.step_update(num_updates=first_update + step + 1)
         if model_ema is not None:
             model_ema.update(model, step=first_update + step + 1)
-
-        loss = loss.detach()
         loss_sum += loss
         nonfinite |= ~torch.isfinite(loss)
         stats.update(batch)

@@ -1,8 +1,9 @@
-"""ImageNet pretraining with baseline / TransMix / MixPro recipes: ``main(config)`` builds everything
-top-down, the loops live in :mod:`pretrain.engine`.
+"""The pretraining program (baseline / TransMix / MixPro recipes): ``main(config)`` builds everything
+top-down through :mod:`pretrain.builder`; the loops live in :mod:`pretrain.engine`. Nothing imports
+this module but ``tools/train.py``.
 
-    python tools/pretrain.py --config configs/pretrain/deit_small_mixpro.yaml --data-path /data/imagenet
-    torchrun --nproc_per_node 8 tools/pretrain.py --config ... --data-path ...
+    python tools/train.py --config configs/pretrain/deit_small_mixpro.yaml --data-path /data/imagenet
+    torchrun --nproc_per_node 8 tools/train.py --config ... --data-path ...
 
 Writes to ``--output-dir``: config.yaml (resolved), log.jsonl (one JSON line per epoch),
 checkpoint_last.pth, checkpoint_best.pth and checkpoint_epochNNNN.pth every ``--save-every`` epochs.
@@ -13,81 +14,23 @@ import argparse
 import gc
 import json
 import logging
-import random
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import timm
 import torch
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
-from timm.utils import ModelEmaV3
 
-import pretrain.models  # noqa: F401  (registers PVT v1 in timm)
-from mixpro import AttentionOutput, BatchMixer, attention_site
+from mixpro import BatchMixer
 
 from . import checkpoint as ckpt
+from .builder import build_data, build_model, build_training, start_process
 from .config import to_yaml
-from .data import BadImageCounter, SyntheticBatches, build_datasets, build_loaders
-from .gpu_augment import UnsupportedTransform, plan_from_transform
-from .gpu_data import (DevicePrefetcher, EncodedImageDataset, collate_encoded, reserve_hardware_queues,
-                       resolve_pipeline)
-from .distributed import DistInfo, all_gather_objects, barrier, cleanup, init_distributed
-from .engine import StepOptions, evaluate, lr_for_batch, train_one_epoch
+from .data import BadImageCounter, SyntheticBatches, set_epoch
+from .distributed import DistInfo, all_gather_objects, cleanup
+from .engine import StepOptions, evaluate, train_one_epoch
 
 _logger = logging.getLogger("pretrain")
-
-
-def build_model(config: argparse.Namespace) -> torch.nn.Module:
-    return timm.create_model(config.model, num_classes=config.num_classes, drop_path_rate=config.drop_path,
-                             img_size=config.input_size, **config.model_kwargs)
-
-
-def build_mixer(config: argparse.Namespace, model: torch.nn.Module) -> BatchMixer:
-    """The mixer of the recipe; token masks live on the grid of the block whose attention is read."""
-    try:
-        patch_size = attention_site(model).patch_size
-    except TypeError:
-        patch_size = None
-    mixer_kwargs = dict(
-        mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
-        cutmix_minmax=tuple(config.cutmix_minmax) if config.cutmix_minmax else None,
-        switch_prob=config.mixup_switch_prob, mix_prob=config.mix_prob, maskmix_prob=config.maskmix_prob,
-        mask_patch_size=config.mask_patch_size, maskmix_beta=config.maskmix_beta,
-        per_sample_ratio=config.per_sample_ratio, label_smoothing=config.smoothing,
-        maskmix_label=config.maskmix_label, cutmix_label=config.cutmix_label, partner=config.partner,
-        detach_alpha=config.detach_alpha,
-    )
-    if patch_size is None:
-        mixer = BatchMixer(config.num_classes, patch_size=config.mask_patch_size, **mixer_kwargs)
-        if mixer.uses_attention:
-            attention_site(model)  # raises the clear "no adapter" error
-        return mixer
-    return BatchMixer(config.num_classes, patch_size=patch_size, **mixer_kwargs)
-
-
-def setup_logging(output_dir: Path, is_main: bool) -> None:
-    handlers = [logging.StreamHandler()]
-    if is_main:
-        handlers.append(logging.FileHandler(output_dir / "train.log"))
-    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, handlers=handlers,
-                        format="%(asctime)s %(name)s %(levelname)s: %(message)s", force=True)
-
-
-def start_process(config: argparse.Namespace) -> Tuple[DistInfo, Path]:
-    """Join the process group, make the output folder (rank 0), set up logging, seed per rank."""
-    reserve_hardware_queues(config.data_pipeline)
-    dist_info = init_distributed(config.device)
-    output_dir = Path(config.output_dir)
-    if dist_info.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    barrier()
-    setup_logging(output_dir, dist_info.is_main)
-    torch.manual_seed(config.seed + dist_info.rank)
-    random.seed(config.seed + dist_info.rank)
-    return dist_info, output_dir
 
 
 def resume_from(path: Path, model, optimizer, scheduler, scaler, model_ema, mixer: BatchMixer,
@@ -120,70 +63,6 @@ def main(config: argparse.Namespace) -> Dict:
     finally:
         gc.collect()
         cleanup()
-
-
-@dataclass
-class TrainingParts:
-    mixer: BatchMixer
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    scaler: torch.amp.GradScaler
-    model_ema: Optional[ModelEmaV3]
-    train_model: torch.nn.Module
-    lr: float
-    global_batch: int
-
-
-def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo,
-                   updates_per_epoch: int) -> TrainingParts:
-    """Mixer, optimizer (lr scaled to the global batch), per-step scheduler, scaler, EMA, and the
-    model as trained: wrapped for attention labels, DDP and torch.compile as configured."""
-    mixer = build_mixer(config, model)
-    device = dist_info.device
-    model.to(device)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    model_ema = ModelEmaV3(model, decay=config.model_ema_decay) if config.model_ema else None
-    global_batch = config.batch_size * dist_info.world_size
-    lr = lr_for_batch(config.lr, global_batch, config.lr_base_batch)
-    optimizer = create_optimizer_v2(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay,
-                                    eps=config.opt_eps, betas=tuple(config.opt_betas))
-    scheduler, _ = create_scheduler_v2(optimizer, sched=config.sched, num_epochs=config.epochs,
-                                       warmup_epochs=config.warmup_epochs, warmup_lr=config.warmup_lr,
-                                       min_lr=config.min_lr, step_on_epochs=False,
-                                       updates_per_epoch=updates_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    train_model = AttentionOutput(model) if mixer.uses_attention else model
-    if dist_info.enabled:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    if config.compile:
-        train_model = torch.compile(train_model, mode=config.compile_mode)
-    return TrainingParts(mixer, optimizer, scheduler, scaler, model_ema, train_model, lr, global_batch)
-
-
-def build_data(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo):
-    """Datasets and loaders of the data pipeline in use: timm's transforms in the loader workers ('cpu'),
-    or workers reading bytes for batched nvjpeg decoding and augmentation on the device ('gpu')."""
-    train_set, val_set = build_datasets(config, model)
-    pipeline = resolve_pipeline(config.data_pipeline, dist_info.device)
-    if pipeline == "gpu":
-        try:
-            plans = plan_from_transform(train_set.transform), plan_from_transform(val_set.transform)
-        except UnsupportedTransform as error:
-            if config.data_pipeline != "auto":
-                raise
-            _logger.warning("the GPU data path cannot run this recipe (%s): using the CPU path", error)
-            pipeline = "cpu"
-    if pipeline == "cpu":
-        return (train_set, val_set, *build_loaders(config, train_set, val_set, dist_info.rank, dist_info.world_size),
-                pipeline)
-    train_set, val_set = EncodedImageDataset.like(train_set, plans[0]), EncodedImageDataset.like(val_set, plans[1])
-    train_loader, val_loader, train_sampler, loader_generator = build_loaders(
-        config, train_set, val_set, dist_info.rank, dist_info.world_size, collate_encoded)
-    train_loader = DevicePrefetcher(train_loader, dist_info.device)
-    val_loader = DevicePrefetcher(val_loader, dist_info.device)
-    return train_set, val_set, train_loader, val_loader, train_sampler, loader_generator, pipeline
 
 
 def benchmark(config: argparse.Namespace) -> Dict:
@@ -221,8 +100,8 @@ def train(config: argparse.Namespace) -> Dict:
     device = dist_info.device
 
     model = build_model(config)
-    train_set, val_set, train_loader, val_loader, train_sampler, loader_generator, pipeline = build_data(
-        config, model, dist_info)
+    data = build_data(config, model, dist_info)
+    train_loader, val_loader, pipeline = data.train_loader, data.val_loader, data.pipeline
     parts = build_training(config, model, dist_info, len(train_loader))
     mixer, optimizer, scheduler, scaler, model_ema, train_model = (
         parts.mixer, parts.optimizer, parts.scheduler, parts.scaler, parts.model_ema, parts.train_model)
@@ -241,8 +120,8 @@ def train(config: argparse.Namespace) -> Dict:
                      config.lr_base_batch)
     else:
         _logger.info("lr %.3g, not scaled with the global batch of %d", lr, global_batch)
-    _logger.info("%d train / %d val images, %d steps per epoch, %d processes on %s, %s data pipeline", len(train_set),
-                 len(val_set), len(train_loader), dist_info.world_size, device, pipeline)
+    _logger.info("%d train / %d val images, %d steps per epoch, %d processes on %s, %s data pipeline",
+                 len(data.train_set), len(data.val_set), len(train_loader), dist_info.world_size, device, pipeline)
     if pipeline == "gpu" and config.compile and config.compile_mode == "default":
         _logger.info("torch.compile's default mode launches the step's kernels from Python, which the GPU data "
                      "path's threads slow down: --compile-mode reduce-overhead trains faster (docs/benchmarks.md)")
@@ -261,8 +140,7 @@ def train(config: argparse.Namespace) -> Dict:
     bad_images = BadImageCounter(config.max_bad_fraction, device)
     record: Dict = {}
     for epoch in range(start_epoch, config.epochs):
-        train_sampler.set_epoch(epoch)
-        loader_generator.manual_seed(config.seed * 100003 + epoch)
+        set_epoch(train_loader, epoch)
         stats = train_one_epoch(train_model, train_loader, mixer, optimizer, scheduler, scaler, device, epoch,
                                 options, bad_images, model_ema=model_ema, show_progress=dist_info.is_main)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:

@@ -1,21 +1,26 @@
-"""A picture of what MixPro does (the paper's Fig. 1, 4 and 6): originals, MaskMix mixtures with
-their cell borders, CutMix mixtures for comparison, and the class attention of the last block on
-the MaskMix images as heat maps."""
+"""Pictures for a person to look at: what MixPro does (the paper's Fig. 1, 4 and 6: originals, MaskMix
+mixtures with their cell borders, CutMix mixtures, and the last block's class attention on the MaskMix
+images), and the augmented samples of both data pipelines side by side."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional, Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from timm.utils import random_seed  # noqa: E402
 from torchvision import transforms  # noqa: E402
 
 from mixpro import BatchMixer, ClsAttention, attention_site  # noqa: E402
+
+from .data.gpu.augment import DeviceAugment  # noqa: E402
+from .data.gpu.plan import plan_from_transform  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -77,3 +82,37 @@ def describe_model(checkpoint: Optional[str], model_name: str) -> str:
     if checkpoint:
         return f"attention of {Path(checkpoint.partition('=')[2] or checkpoint).name}"
     return f"attention of a RANDOM-WEIGHT {model_name} (no --checkpoint given): the heat maps show no learned saliency"
+
+
+def _tile(tensor: torch.Tensor, mean, std) -> Image.Image:
+    pixels = tensor.cpu() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
+    return Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+
+
+def augment_grid(paths: Sequence[Path], cpu_transform: Callable, size: int, samples: int, device: torch.device,
+                 seed: int = 0, same_seed: bool = False) -> Image.Image:
+    """One row per photo: ``samples`` draws of the CPU path (``cpu_transform``, timm's in the loader
+    workers) on the left, ``samples`` draws of the GPU path (the same recipe's device plan) on the right.
+    With ``same_seed`` column k of both halves shares one seed, hence the same parameters."""
+    plan = plan_from_transform(cpu_transform)
+    augment = DeviceAugment(plan, device)
+    where = "on the device" if device.type == "cuda" else "by the device ops on the CPU"
+    gap, label = 8, 18
+    grid = Image.new("RGB", (2 * samples * size + gap, label + len(paths) * size), "white")
+    draw = ImageDraw.Draw(grid)
+    draw.text((4, 3), "CPU path (timm in the loader workers)", fill="black")
+    draw.text((samples * size + gap + 4, 3), f"GPU path (decoded and augmented {where})", fill="black")
+    for row, path in enumerate(paths):
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).to(device)
+        for column in range(samples):
+            random_seed(seed + 1000 * row + column)
+            cpu = _tile(cpu_transform(image), plan.mean, plan.std)
+            random_seed(seed + 1000 * row + column + (0 if same_seed else 500))
+            params = torch.as_tensor(plan.sample(image))[None]
+            augmented = augment(pixels.reshape(-1), torch.tensor([[image.height, image.width]]), params)[0]
+            top = label + row * size
+            grid.paste(cpu, (column * size, top))
+            grid.paste(_tile(augmented, plan.mean, plan.std), ((samples + column) * size + gap, top))
+    return grid

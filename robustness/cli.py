@@ -8,11 +8,12 @@ from typing import Dict, List, Optional
 
 import torch
 
+from pretrain.checkpoint import load_model
+from pretrain.data import choose_pipeline, reserve_hardware_queues
 from pretrain.distributed import cleanup, init_distributed
-from pretrain.gpu_data import reserve_hardware_queues, resolve_pipeline
 
 from . import data
-from .evaluate import Settings, evaluate_ood, evaluate_shifted, evaluate_val, load_model
+from .evaluate import Settings, evaluate_ood, evaluate_shifted, evaluate_val
 from .report import IMAGENET_TITLES, write_report
 
 # Benchmark key -> (command-line flags, what is measured on it).
@@ -118,14 +119,15 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
                             seed=args.seed, repeats=args.repeats, per_image=args.per_image,
                             random_patch_size=args.random_patch_size, rank=dist_info.rank,
                             world_size=dist_info.world_size, show_progress=dist_info.is_main,
-                            data_pipeline=resolve_pipeline(args.data_pipeline, device))
+                            data_pipeline=choose_pipeline(args.data_pipeline, device))
         dino = load_model(f"vit_small_patch16_224.dino={args.dino}", device) if args.dino else None
         results: Dict[str, Dict] = {}
         for spec in args.checkpoint:
             model = load_model(spec, device)
             check_model(model, spec, space, args.classes, dino)
             for evalset in sets.values():
-                evalset.dataset.transform = model.transform(args.crop_pct)
+                evalset.dataset.transform = data.eval_transform(int(round(model.input_size / args.crop_pct)),
+                                                                model.input_size)
             name = model.name if model.name not in results else f"{model.name} ({spec})"
             results[name] = {}
             if "val" in sets:

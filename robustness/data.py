@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import torch
 from torchvision import transforms
 
 from pretrain.data import RobustImageDataset
@@ -182,12 +181,3 @@ def imagenet_o(root, transform=None) -> EvalSet:
 def imagenet_o_in_distribution(val_root, transform=None) -> EvalSet:
     """The ImageNet val images of ImageNet-O's 200 classes (10,000 on the full val set)."""
     return ood_in_distribution(val_root, IMAGENET, transform, "ImageNet val")
-
-
-def labels_of(dataset: RobustImageDataset) -> torch.Tensor:
-    """All labels of a dataset, read from its index (no image is decoded)."""
-    reader = dataset.reader
-    targets = getattr(reader, "targets", None)
-    if targets is None:
-        targets = [target for _, target in reader.samples]
-    return torch.as_tensor(list(targets))

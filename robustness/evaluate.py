@@ -8,94 +8,29 @@ gathered, so the numbers are those of a single process. bf16 autocast on GPUs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import timm
 import torch
-from timm.data import resolve_data_config
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
-from mixpro import ClsAttention, attention_site
-from pretrain.checkpoint import load_model_weights
-from pretrain.data import ShardSampler, collate
+from mixpro import ClsAttention, find_attention_site
+from pretrain.checkpoint import LoadedModel
+from pretrain.data import create_loader
 from pretrain.distributed import all_gather_objects, all_reduce_sum
-from pretrain.gpu_data import DevicePrefetcher, EncodedImageDataset, collate_encoded
 
 from . import metrics
-from .data import EvalSet, eval_transform
+from .data import EvalSet
 from .occlusion import RANDOM_LEVELS, SALIENCY_LEVELS, occlusion_variants
 
 _logger = logging.getLogger(__name__)
 
 
-@dataclass
-class LoadedModel:
-    name: str
-    model: torch.nn.Module
-    mean: torch.Tensor  # (1, 3, 1, 1) on the device
-    std: torch.Tensor
-    meta: Dict = field(default_factory=dict)
-    input_size: int = 224
-
-    @classmethod
-    def wrap(cls, name: str, model: torch.nn.Module, device: torch.device, meta: Optional[Dict] = None
-             ) -> "LoadedModel":
-        """Put ``model`` on ``device`` in eval mode with the normalisation of its timm data config."""
-        config = resolve_data_config({}, model=model)
-        model.to(device).eval()
-        mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
-        std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
-        meta = meta or {}
-        return cls(name, model, mean, std, meta, int(meta.get("input_size") or config["input_size"][-1]))
-
-    def transform(self, crop_pct: float):
-        """The evaluation transform at this model's input size: resize to size / crop_pct, centre crop."""
-        return eval_transform(int(round(self.input_size / crop_pct)), self.input_size)
-
-    def logits(self, images01: torch.Tensor, amp: bool) -> torch.Tensor:
-        with torch.autocast(images01.device.type, dtype=torch.bfloat16, enabled=amp):
-            return self.model((images01 - self.mean) / self.std).float()
-
-
-def load_model(spec: str, device: torch.device) -> LoadedModel:
-    """``spec``: one of our checkpoints (export or training checkpoint), or ``TIMM_NAME=WEIGHTS_FILE``
-    for a timm model with local weights (e.g. a published DeiT-S)."""
-    name, sep, weights_file = spec.partition("=")
-    if sep:
-        if not Path(weights_file).is_file():
-            raise FileNotFoundError(f"--checkpoint {spec}: weights file {weights_file} does not exist")
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights_file))
-        meta = {"arch": name, "source": weights_file, "recipe": "timm"}
-        label = name
-    else:
-        path = Path(spec)
-        if not path.is_file():
-            raise FileNotFoundError(f"--checkpoint {spec} does not exist")
-        weights, meta = load_model_weights(path)
-        if not meta.get("arch"):
-            raise ValueError(f"{spec} has no architecture in its metadata: export it with tools/export_checkpoint.py "
-                             f"or pass TIMM_NAME={spec}")
-        model = timm.create_model(meta["arch"], num_classes=meta.get("num_classes", 1000),
-                                  img_size=meta.get("input_size", 224), **meta.get("model_kwargs", {}))
-        model.load_state_dict(weights, strict=True)
-        label = path.stem
-    return LoadedModel.wrap(label, model, device, meta)
-
-
 def _loader(evalset: EvalSet, settings: "Settings", device: torch.device):
-    """This process's shard; on the GPU data path workers read bytes and the device decodes and resizes."""
-    on_device = settings.data_pipeline == "gpu"
-    dataset = EncodedImageDataset.like(evalset.dataset) if on_device else evalset.dataset
-    loader = DataLoader(dataset, batch_size=settings.batch_size, num_workers=settings.workers,
-                        collate_fn=collate_encoded if on_device else collate,
-                        sampler=ShardSampler(len(dataset), settings.rank, settings.world_size),
-                        pin_memory=torch.cuda.is_available())
-    return DevicePrefetcher(loader, device) if on_device else loader
+    """This process's shard of ``evalset`` on the data pipeline of ``settings``."""
+    return create_loader(evalset.dataset, settings.data_pipeline, device, settings.batch_size, settings.workers,
+                         rank=settings.rank, world_size=settings.world_size)
 
 
 def _gather(arrays: Dict[str, List[float]]) -> Dict[str, np.ndarray]:
@@ -123,10 +58,8 @@ class Settings:
 def occlusion_patch_size(model: torch.nn.Module) -> int:
     """Side in pixels of the cells a model's class attention covers (16 for DeiT / ViT-B/16 and DINO
     ViT-S/16, the stage-4 stride for PVT); 16 for models without an attention adapter."""
-    try:
-        return attention_site(model).patch_size
-    except TypeError:
-        return 16
+    site = find_attention_site(model)
+    return site.patch_size if site is not None else 16
 
 
 def evaluate_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
@@ -140,10 +73,8 @@ def evaluate_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
         probe, source = ClsAttention(saliency_model.model, detach=True, head=1), "dino"
         patch_size = occlusion_patch_size(saliency_model.model)
     else:
-        try:
-            probe, source = ClsAttention(model.model, detach=True), "own_attention"
-        except TypeError:
-            probe, source = None, None
+        own = find_attention_site(model.model) is not None
+        probe, source = (ClsAttention(model.model, detach=True), "own_attention") if own else (None, None)
         patch_size = occlusion_patch_size(model.model)
     generator = torch.Generator(device=device).manual_seed(settings.seed + settings.rank)
     counts: Dict[str, torch.Tensor] = {}

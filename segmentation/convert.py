@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
 from pretrain.checkpoint import CheckpointMismatchError, check_state_dict, load_model_weights
+from transfer.convert import build_backbone, convert_file
 
 # timm name (regex) -> mmseg name; the classifier head is not part of the backbone.
 _RULES = (
@@ -67,3 +68,13 @@ def load_for_mmseg(path: Path, backbone: torch.nn.Module) -> Tuple[Dict[str, tor
     check_state_dict(converted, backbone.state_dict(), f"{path} -> mmseg VisionTransformer",
                      resizable=("pos_embed",))
     return converted, meta
+
+
+def convert_for_mmseg(checkpoint: str, out: str, config: Optional[str] = None) -> Dict:
+    """Our checkpoint -> a file a stock mmseg VisionTransformer loads (init_cfg Pretrained); with
+    ``config``, checked against that config's backbone first."""
+    from mmseg.registry import MODELS
+
+    backbone = build_backbone(config, MODELS) if config else None
+    return convert_file(checkpoint, out, timm_vit_to_mmseg, "mmseg", backbone, f"{checkpoint} -> {config}",
+                        resizable=("pos_embed",))

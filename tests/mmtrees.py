@@ -1,7 +1,7 @@
 """Tiny dataset trees laid out exactly like Pascal Context (mmseg) and COCO (mmdet), built from
 tests/data. What is real and what is generated:
 
-- Pascal Context: the images are the real photos of tests/data/real_images, resized to 128x96; the
+- Pascal Context: the images are the real photos of docs/images, resized to 128x96; the
   label maps are generated (background 0 plus a few rectangles of Pascal Context classes).
 - COCO: the annotations are the real instances of val2017 image 39769 (two cats, two remotes, a
   couch, a bed); the image file is the real photo chelsea.png (a cat, not the COCO image) resized
@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 DATA = Path(__file__).parent / "data"
-PHOTOS = sorted((DATA / "real_images").glob("*.[pj][np]g"))
+PHOTOS_DIR = Path(__file__).parents[1] / "docs" / "images"
+PHOTOS = sorted(PHOTOS_DIR.glob("*.[pj][np]g"))
 
 
 def make_pascal_context(root: Path, train: int = 4, val: int = 2) -> Path:
@@ -47,7 +48,7 @@ def make_coco(root: Path) -> Path:
     (coco / "annotations").mkdir(parents=True, exist_ok=True)
     for split in ("train2017", "val2017"):
         (coco / split).mkdir(exist_ok=True)
-        photo = Image.open(DATA / "real_images" / "chelsea.png").convert("RGB")
+        photo = Image.open(PHOTOS_DIR / "chelsea.png").convert("RGB")
         photo.resize((image_info["width"], image_info["height"])).save(coco / split / image_info["file_name"])
         shutil.copy(DATA / "coco_annotations_39769" / "instances_val2017_39769.json",
                     coco / "annotations" / f"instances_{split}.json")

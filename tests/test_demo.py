@@ -1,5 +1,5 @@
 """The demo: its data derived from scikit-learn's digits, its output folder handling, and a quick
-run of every stage through the real tools (`tools/demo.py --quick`)."""
+run of every stage through the real tools (`tools/run_demo.py --quick`)."""
 import hashlib
 import json
 import re
@@ -87,7 +87,7 @@ def test_output_folder_is_fresh_or_refused(tmp_path):
 
 def test_quick_demo_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py"), "--quick", "--out", str(out)],
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "run_demo.py"), "--quick", "--out", str(out)],
                             capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -115,11 +115,11 @@ def test_quick_demo_runs_every_stage(tmp_path):
         with Image.open(out / picture) as image:
             assert image.format == "PNG" and image.size[0] > 100
     # Deterministic for the seed: the first pretraining command again gives the same log.
-    first = next(line for line in (out / "commands.sh").read_text().splitlines() if "tools/pretrain.py" in line)
+    first = next(line for line in (out / "commands.sh").read_text().splitlines() if "tools/train.py" in line)
     args = shlex.split(first)[2:]
     again = tmp_path / "again"
     args[args.index("--output-dir") + 1] = str(again)
-    subprocess.run([sys.executable, str(ROOT / "tools" / "pretrain.py"), *args], check=True, capture_output=True,
+    subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *args], check=True, capture_output=True,
                    cwd=ROOT, timeout=600)
     original = (out / "pretrain" / "deit_baseline" / "log.jsonl").read_text().splitlines()
     for before, after in zip(original, (again / "log.jsonl").read_text().splitlines(), strict=True):

@@ -17,16 +17,20 @@ from timm.utils import random_seed
 from torchvision.transforms import functional as TF
 
 from pretrain.config import parse_args
-from pretrain.gpu_augment import (OP_INDEX, OP_NAMES, DeviceAugment, _auto_contrast_lut, _equalize_lut,
-                                  _pixel_tables_triton, grey_mean, plan_from_transform, resample_boxes)
-from pretrain.gpu_data import DeviceDecoder, EncodedImageDataset, collate_encoded, resolve_pipeline
+from pretrain.data import choose_pipeline
+from pretrain.data.gpu.augment import DeviceAugment
+from pretrain.data.gpu.decode import DeviceDecoder, EncodedImageDataset, collate_encoded
+from pretrain.data.gpu.kernels import pixel_tables
+from pretrain.data.gpu.ops import auto_contrast_lut, equalize_lut, grey_mean
+from pretrain.data.gpu.plan import OP_INDEX, OP_NAMES, UnsupportedTransform, plan_from_transform
+from pretrain.data.gpu.resample import resample_boxes
 from pretrain.main import main
 from robustness.data import eval_transform
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imagefolder import make_image_folder  # noqa: E402
 
-PHOTOS = Path(__file__).parent / "data" / "real_images"
+PHOTOS = Path(__file__).parents[1] / "docs" / "images"
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DEVICE_OP = {"AutoContrast": "auto_contrast", "Equalize": "equalize", "Invert": "invert", "Rotate": "rotate",
@@ -136,15 +140,15 @@ def test_pixel_table_kernel_equals_the_torch_tables(size):
     x = x.repeat(len(cycle), 1, 1, 1)
     luts = torch.arange(256, dtype=torch.uint8, device="cuda").repeat(len(x), 3, 1)
     means = torch.zeros(len(x), device="cuda")
-    _pixel_tables_triton(x, ops, luts, means)
+    pixel_tables(x, ops, luts, means)
     expected_luts = torch.arange(256, dtype=torch.uint8, device="cuda").repeat(len(x), 3, 1)
     expected_means = torch.zeros(len(x), device="cuda")
     for index, op in enumerate(ops.tolist()):
         image = x[index:index + 1].float()
         if op == OP_INDEX["auto_contrast"]:
-            expected_luts[index] = _auto_contrast_lut(image)[0].to(torch.uint8)
+            expected_luts[index] = auto_contrast_lut(image)[0].to(torch.uint8)
         elif op == OP_INDEX["equalize"]:
-            expected_luts[index] = _equalize_lut(image)[0].to(torch.uint8)
+            expected_luts[index] = equalize_lut(image)[0].to(torch.uint8)
         elif op == OP_INDEX["contrast"]:
             expected_means[index] = grey_mean(image)[0]
     assert torch.equal(luts, expected_luts)
@@ -320,21 +324,21 @@ def test_sequential_draws_keep_every_random_stream_in_step():
 
 def test_auto_pipeline_falls_back_for_recipes_the_gpu_path_lacks(tmp_path, monkeypatch, caplog):
     """On a GPU, --data-pipeline auto trains an AugMix recipe on the CPU path; gpu refuses it."""
-    import pretrain.main as pretrain_main
+    import pretrain.data.loader
+    from pretrain import builder
     from pretrain.distributed import DistInfo
-    from pretrain.gpu_augment import UnsupportedTransform
     root = make_image_folder(tmp_path / "data", per_class_train=2, per_class_val=1, size=40)
-    monkeypatch.setattr(pretrain_main, "resolve_pipeline", lambda choice, device: "gpu")
+    monkeypatch.setattr(pretrain.data.loader, "gpu_decode_available", lambda device: True)
     for choice in ("auto", "gpu"):
         config = parse_args(["--data-path", str(root), "--num-classes", "4", "--input-size", "32", "--workers", "0",
                              "--auto-augment", "augmix-m5-w4-d2", "--data-pipeline", choice, "--batch-size", "2"])
-        model = pretrain_main.build_model(config)
+        model = builder.build_model(config)
         if choice == "auto":
-            assert pretrain_main.build_data(config, model, DistInfo())[-1] == "cpu"
+            assert builder.build_data(config, model, DistInfo()).pipeline == "cpu"
             assert "cannot run this recipe" in caplog.text
         else:
             with pytest.raises(UnsupportedTransform, match="AugMix"):
-                pretrain_main.build_data(config, model, DistInfo())
+                builder.build_data(config, model, DistInfo())
 
 
 @pytest.mark.parametrize("pipeline, preset, cuda_started, expected", [
@@ -345,7 +349,7 @@ def test_hardware_queues_are_asked_for_before_cuda_starts(pipeline, preset, cuda
     """start_process asks for CUDA's 32 hardware queues for the GPU data path before its first CUDA call
     (init_distributed's), leaves a user's setting alone, and says so when CUDA has started too early."""
     import os
-    import pretrain.main as pretrain_main
+    from pretrain import builder
     from pretrain.distributed import DistInfo
     environment = {key: value for key, value in os.environ.items() if key != "CUDA_DEVICE_MAX_CONNECTIONS"}
     if preset is not None:
@@ -353,17 +357,16 @@ def test_hardware_queues_are_asked_for_before_cuda_starts(pipeline, preset, cuda
     monkeypatch.setattr(os, "environ", environment)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: cuda_started)
     seen = []
-    monkeypatch.setattr(pretrain_main, "init_distributed",
+    monkeypatch.setattr(builder, "init_distributed",
                         lambda device: seen.append(os.environ.get("CUDA_DEVICE_MAX_CONNECTIONS")) or DistInfo())
     config = parse_args(["--data-path", str(tmp_path), "--data-pipeline", pipeline, "--output-dir", str(tmp_path)])
-    pretrain_main.start_process(config)
+    builder.start_process(config)
     assert seen == [expected]
     assert ("CUDA started before" in caplog.text) == cuda_started
 
 
 def test_unsupported_transforms_are_refused():
     from torchvision import transforms
-    from pretrain.gpu_augment import UnsupportedTransform
     with pytest.raises(UnsupportedTransform, match="together with colour jitter"):
         plan_from_transform(transforms.Compose([*deit_transform().transforms[:3], transforms.ColorJitter(0.4)]))
     with pytest.raises(UnsupportedTransform, match="random interpolation"):
@@ -371,8 +374,8 @@ def test_unsupported_transforms_are_refused():
     with pytest.raises(UnsupportedTransform, match="hue"):
         plan_from_transform(deit_transform(auto_augment=None, color_jitter=(0.4, 0.4, 0.4, 0.1)))
     with pytest.raises(ValueError, match="auto, cpu or gpu"):
-        resolve_pipeline("fast", torch.device("cpu"))
-    assert resolve_pipeline("auto", torch.device("cpu")) == "cpu"
+        choose_pipeline("fast", torch.device("cpu"))
+    assert choose_pipeline("auto", torch.device("cpu")) == "cpu"
 
 
 def write_test_files(folder: Path):

@@ -244,3 +244,20 @@ def test_bad_parameters_raise_value_errors_naming_them():
         mixer(torch.zeros(4, 3, 32, 32), torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="patch_size=16"):
         mixer(torch.zeros(4, 3, 40, 40), torch.zeros(4, dtype=torch.long), kind="maskmix")
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_soft_target_cross_entropy_equals_the_explicit_sum(autocast):
+    """torch's cross-entropy with probability targets, as used, equals -sum(t * log_softmax(x)) in float32,
+    also when the logits come from a bf16 autocast region."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, NUM_CLASSES, generator=generator) * 4
+    targets = torch.rand(16, NUM_CLASSES, generator=generator).softmax(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        logits = logits @ torch.eye(NUM_CLASSES)  # bf16 under autocast
+        per_sample = soft_target_cross_entropy(logits, targets, reduction="none")
+        mean = soft_target_cross_entropy(logits, targets)
+    explicit = -(targets * torch.log_softmax(logits.float(), dim=1)).sum(1)
+    assert logits.dtype == (torch.bfloat16 if autocast else torch.float32) and per_sample.dtype == torch.float32
+    assert torch.allclose(per_sample, explicit, rtol=0, atol=1e-5)
+    assert torch.allclose(mean, explicit.mean(), rtol=0, atol=1e-6)

@@ -1,4 +1,4 @@
-"""pretrain.nvjpeg against torchvision's nvjpeg call (the same library, so the same pixels) and PIL:
+"""pretrain.data.gpu.nvjpeg against torchvision's nvjpeg call (the same library, so the same pixels) and PIL:
 every image lands in its own part of the packed buffer and nowhere else, bad data is refused image by
 image without disturbing the rest of the batch, and decoding stays correct behind a busy stream with
 its input memory dropped by the caller. CUDA only."""
@@ -13,7 +13,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="nvjpeg decodes on CUDA devices")
 
-PHOTOS = Path(__file__).parent / "data" / "real_images"
+PHOTOS = Path(__file__).parents[1] / "docs" / "images"
 SENTINEL = 0xA5
 GAP = 64  # bytes left between images, which no decode may touch
 
@@ -69,7 +69,7 @@ def test_decodes_as_torchvision_into_its_own_part_of_the_buffer(device):
     """Batches of several sizes in a row (the decoder state is set up again for each size): every
     image equals torchvision's decode bit for bit, and the gaps between images keep their sentinel. The
     progressive JPEG is refused where the hardware engines decode (they take baseline JPEGs only)."""
-    from pretrain.nvjpeg import NvjpegDecoder
+    from pretrain.data.gpu.nvjpeg import NvjpegDecoder
     decoder = NvjpegDecoder(device)
     payloads = jpegs()
     progressive = len(payloads) - 2
@@ -96,7 +96,7 @@ def test_bad_data_is_refused_image_by_image(device):
     """A corrupt Huffman table, bytes that are no JPEG, and a JPEG whose size the caller has wrong are
     refused with a reason; the others in the batch decode, and the parts of the buffer of images
     refused before decoding are left alone."""
-    from pretrain.nvjpeg import NvjpegDecoder
+    from pretrain.data.gpu.nvjpeg import NvjpegDecoder
     decoder = NvjpegDecoder(device)
     good = jpegs()[:4]
     corrupt = good[0].clone()
@@ -123,7 +123,7 @@ def test_decoding_behind_a_busy_stream_stays_correct(device):
     reads the output right after the call; each batch comes in fresh pinned memory that the caller
     drops right after the call, and the next batch (other images) may land in the same memory: bytes
     freed before the decoder read them, or output read before it was written, show up as wrong pixels."""
-    from pretrain.nvjpeg import NvjpegDecoder
+    from pretrain.data.gpu.nvjpeg import NvjpegDecoder
     decoder = NvjpegDecoder(device)
     payloads = jpegs()
     del payloads[-2]  # the progressive one
@@ -146,7 +146,7 @@ def test_decoding_behind_a_busy_stream_stays_correct(device):
 
 
 def test_refuses_a_host_buffer_for_output():
-    from pretrain.nvjpeg import NvjpegDecoder
+    from pretrain.data.gpu.nvjpeg import NvjpegDecoder
     decoder = NvjpegDecoder(torch.device("cuda"))
     with pytest.raises(ValueError, match="contiguous uint8 tensor on cuda"):
         decoder.decode(jpegs()[:1], [[1, 1]], torch.zeros(3, dtype=torch.uint8), [0])

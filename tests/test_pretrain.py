@@ -14,9 +14,10 @@ import pretrain.models  # noqa: F401
 from mixpro import ClsAttention
 from pretrain import checkpoint as ckpt
 from pretrain import engine
+from pretrain.builder import build_mixer
 from pretrain.config import parse_args
 from pretrain.data import BadImageCounter, DataLayoutError, RobustImageDataset
-from pretrain.main import build_mixer, main
+from pretrain.main import main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imagefolder import make_image_folder  # noqa: E402
@@ -107,10 +108,10 @@ def test_two_gloo_processes_match_one(data_root, tmp_path):
               "--epochs", "2", "--no-aug", "--mixup", "0", "--cutmix", "0", "--opt", "sgd", "--lr", "0.05"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     single, double = tmp_path / "single", tmp_path / "double"
-    run_command([sys.executable, str(ROOT / "tools" / "pretrain.py"), *common, "--batch-size", "8",
+    run_command([sys.executable, str(ROOT / "tools" / "train.py"), *common, "--batch-size", "8",
                  "--output-dir", str(single)], env)
     run_command([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-                 str(ROOT / "tools" / "pretrain.py"), *common, "--batch-size", "4", "--output-dir", str(double)], env)
+                 str(ROOT / "tools" / "train.py"), *common, "--batch-size", "4", "--output-dir", str(double)], env)
     one = torch.load(single / ckpt.LAST, weights_only=True)
     two = torch.load(double / ckpt.LAST, weights_only=True)
     assert len(two["rng"]) == 2 and len(one["rng"]) == 1

@@ -7,9 +7,18 @@ import torch
 
 from robustness.data import (IMAGENET_A_INDICES, IMAGENET_A_WNIDS, IMAGENET_O_WNIDS, IMAGENET_WNIDS,
                              custom_label_space, imagenet_a, imagenet_o, imagenet_o_in_distribution, imagenet_val,
-                             labels_of, ood_set, val_set)
+                             ood_set, val_set)
 
-PHOTOS = sorted((Path(__file__).parent / "data" / "real_images").glob("*.[pj][np]g"))
+PHOTOS = sorted((Path(__file__).parents[1] / "docs" / "images").glob("*.[pj][np]g"))
+
+
+def labels_of(dataset) -> torch.Tensor:
+    """All labels of a dataset, read from its index (no image is decoded)."""
+    reader = dataset.reader
+    targets = getattr(reader, "targets", None)
+    if targets is None:
+        targets = [target for _, target in reader.samples]
+    return torch.as_tensor(list(targets))
 
 
 def place(root: Path, wnids):

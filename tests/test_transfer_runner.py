@@ -11,7 +11,7 @@ import torch
 
 import pretrain.models  # noqa: F401
 from pretrain.checkpoint import save_atomic
-from pretrain.mmrunner import last_metrics, main
+from transfer.runner import last_metrics, main
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mmtrees import make_coco, make_pascal_context  # noqa: E402

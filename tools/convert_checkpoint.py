@@ -12,28 +12,8 @@ mmdet PyramidVisionTransformer with convert_weights=False. The suite's own confi
 conversion: their StrictLoadViT / StrictLoadPVT backbones read our checkpoints directly.
 """
 import argparse
-import sys
-from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
-
-from pretrain.checkpoint import (CheckpointMismatchError, check_state_dict, load_model_weights,  # noqa: E402
-                                 save_atomic)
-
-
-def build_backbone(config_path: str, target: str):
-    from mmengine.config import Config
-
-    cfg = Config.fromfile(config_path)
-    backbone_cfg = dict(cfg.model.backbone)
-    backbone_cfg.pop("init_cfg", None)
-    if target == "mmseg":
-        import segmentation  # noqa: F401
-        from mmseg.registry import MODELS
-    else:
-        import detection  # noqa: F401
-        from mmdet.registry import MODELS
-    return MODELS.build(backbone_cfg)
+from pretrain.checkpoint import CheckpointMismatchError
 
 
 def main() -> None:
@@ -43,25 +23,15 @@ def main() -> None:
     parser.add_argument("--to", choices=("mmseg", "mmdet"), required=True)
     parser.add_argument("--config", help="check the result against this config's backbone")
     args = parser.parse_args()
+    if args.to == "mmseg":
+        from segmentation import convert_for_mmseg as convert
+    else:
+        from detection import convert_for_mmdet as convert
     try:
-        convert_checkpoint(args)
+        converted = convert(args.checkpoint, args.out, args.config)
     except (CheckpointMismatchError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}")
-
-
-def convert_checkpoint(args: argparse.Namespace) -> None:
-    weights, meta = load_model_weights(args.checkpoint)
-    if args.to == "mmseg":
-        from segmentation.convert import timm_vit_to_mmseg as convert
-    else:
-        from detection.convert import pvt_v1_to_mmdet as convert
-    converted = convert(weights)
-    if args.config:
-        backbone = build_backbone(args.config, args.to)
-        check_state_dict(converted, backbone.state_dict(), f"{args.checkpoint} -> {args.config}",
-                         resizable=("pos_embed",) if args.to == "mmseg" else ())
-    save_atomic({"state_dict": converted, "meta": {**meta, "converted_for": args.to}}, Path(args.out))
-    print(f"wrote {args.out}: {len(converted)} tensors for {args.to}"
+    print(f"wrote {args.out}: {len(converted['state_dict'])} tensors for {args.to}"
           + (f", checked against {args.config}" if args.config else ""))
 
 

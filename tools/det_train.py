@@ -3,13 +3,8 @@
     python tools/det_train.py CONFIG [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options K=V ...]
     torchrun --nproc_per_node 8 tools/det_train.py CONFIG --launcher pytorch
 """
-import sys
-from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
-
-import detection  # noqa: E402,F401  (registers the strict-loading backbone)
-from pretrain.mmrunner import main  # noqa: E402
+import detection  # noqa: F401  (registers the strict-loading backbone)
+from transfer.runner import main
 
 if __name__ == "__main__":
     main(__doc__, train=True)

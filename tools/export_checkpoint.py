@@ -3,19 +3,14 @@
 
     python tools/export_checkpoint.py output/deit_small_mixpro/checkpoint_best.pth deit_small_mixpro.pth [--ema]
 """
-
 import argparse
-import sys
-from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
-
-from pretrain.checkpoint import export_weights  # noqa: E402
+from pretrain.checkpoint import export_weights
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="a checkpoint written by tools/pretrain.py")
+    parser.add_argument("checkpoint", help="a checkpoint written by tools/train.py")
     parser.add_argument("out", help="file to write: {'state_dict': ..., 'meta': {...}}")
     parser.add_argument("--ema", action="store_true", help="export the EMA weights instead")
     args = parser.parse_args()

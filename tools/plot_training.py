@@ -5,17 +5,14 @@
 Writes OUT/alpha.png, loss.png, top1.png and error.png.
 """
 import argparse
-import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
-
-from pretrain.plots import plot_training  # noqa: E402
+from pretrain.plots import plot_training
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("logs", nargs="+", type=Path, help="log.jsonl files written by tools/pretrain.py")
+    parser.add_argument("logs", nargs="+", type=Path, help="log.jsonl files written by tools/train.py")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     try:

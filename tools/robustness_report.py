@@ -8,12 +8,7 @@
 local weights. Benchmarks whose data is not given are skipped and marked so in the report.
 Writes OUT/report.md, report.json, table5.csv, occlusion.csv and PNG plots.
 """
-import sys
-from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
-
-from robustness.cli import main  # noqa: E402
+from robustness.cli import main
 
 if __name__ == "__main__":
     main(__doc__)

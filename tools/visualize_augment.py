@@ -10,32 +10,19 @@ one seed, hence the same parameters, and the pixels should match.
     python tools/visualize_augment.py --config configs/pretrain/deit_small_mixpro.yaml --images a.jpg b.JPEG \
         --samples 6 --size 160 --same-seed --out grid.png
 """
-from __future__ import annotations
-
 import argparse
-import sys
 from pathlib import Path
 from typing import List, Optional
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-from timm.utils import random_seed  # noqa: E402
+from pretrain.builder import build_model
+from pretrain.config import parse_args as parse_pretrain_args
+from pretrain.data import build_transforms
+from pretrain.visualize import augment_grid
 
-from pretrain.config import parse_args as parse_pretrain_args  # noqa: E402
-from pretrain.data import build_transforms  # noqa: E402
-from pretrain.gpu_augment import DeviceAugment, plan_from_transform  # noqa: E402
-from pretrain.main import build_model  # noqa: E402
-
-PHOTOS = Path(__file__).resolve().parents[1] / "tests" / "data" / "real_images"
+PHOTOS = Path(__file__).resolve().parents[1] / "docs" / "images"
 DEFAULT_IMAGES = [PHOTOS / name for name in ("china.jpg", "flower.jpg", "chelsea.png", "coffee.png")]
-
-
-def to_tile(tensor: torch.Tensor, mean, std) -> Image.Image:
-    pixels = tensor.cpu() * torch.tensor(std).view(3, 1, 1) + torch.tensor(mean).view(3, 1, 1)
-    return Image.fromarray((pixels.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
 
 
 def main(argv: Optional[List[str]] = None) -> Path:
@@ -55,29 +42,8 @@ def main(argv: Optional[List[str]] = None) -> Path:
         parser.error(f"image(s) not found: {', '.join(missing)}")
     config = parse_pretrain_args(["--config", args.config, "--input-size", str(args.size)])
     cpu_transform, _ = build_transforms(config, build_model(config))
-    plan = plan_from_transform(cpu_transform)
-    augment = DeviceAugment(plan, torch.device(args.device))
-    mean, std = plan.mean, plan.std
-
-    gap, label = 8, 18
-    width = (2 * args.samples) * args.size + gap
-    grid = Image.new("RGB", (width, label + len(args.images) * args.size), "white")
-    draw = ImageDraw.Draw(grid)
-    draw.text((4, 3), "CPU path (timm in the loader workers)", fill="black")
-    draw.text((args.samples * args.size + gap + 4, 3), "GPU path (decoded and augmented on the device)", fill="black")
-    for row, path in enumerate(args.images):
-        with Image.open(path) as opened:
-            image = opened.convert("RGB")
-        pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).to(args.device)
-        for column in range(args.samples):
-            random_seed(args.seed + 1000 * row + column)
-            cpu = to_tile(cpu_transform(image), mean, std)
-            random_seed(args.seed + 1000 * row + column + (0 if args.same_seed else 500))
-            params = torch.as_tensor(plan.sample(image))[None]
-            device = augment(pixels.reshape(-1), torch.tensor([[image.height, image.width]]), params)[0]
-            top = label + row * args.size
-            grid.paste(cpu, (column * args.size, top))
-            grid.paste(to_tile(device, mean, std), ((args.samples + column) * args.size + gap, top))
+    grid = augment_grid(args.images, cpu_transform, args.size, args.samples, torch.device(args.device), args.seed,
+                        args.same_seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out)
     print(f"wrote {args.out} ({len(args.images)} images x {args.samples} draws per path)")

@@ -1,28 +1,25 @@
 """Picture MaskMix, CutMix and the class attention on mixed images (the paper's Fig. 1, 4 and 6).
 
-    python tools/visualize_mixing.py [--images tests/data/real_images] [--checkpoint deit_small_mixpro.pth] \
+    python tools/visualize_mixing.py [--images docs/images] [--checkpoint deit_small_mixpro.pth] \
         [--mask-patch-size 64] [--seed 0] --out mixing.png
 
 Without --checkpoint the attention comes from a random-weight model, and the picture's title says so.
 """
 import argparse
-import sys
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
+import timm
+import torch
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-
-from pretrain.visualize import describe_model, load_images, mixing_figure  # noqa: E402
-from robustness.evaluate import LoadedModel, load_model  # noqa: E402
+from pretrain.visualize import describe_model, load_images, mixing_figure
+from pretrain.checkpoint import LoadedModel, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=Path, default=ROOT / "tests" / "data" / "real_images")
+    parser.add_argument("--images", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument("--checkpoint", help="our export / training checkpoint, or TIMM_NAME=WEIGHTS")
     parser.add_argument("--model", default="deit_small_patch16_224", help="random-weight model without --checkpoint")
     parser.add_argument("--mask-patch-size", type=int, default=64)

@@ -2,17 +2,12 @@
 pretrain tiny DeiT / PVT models with the baseline, TransMix and MixPro recipes, fine-tune them for
 segmentation and detection, compare their robustness, and write OUT/report.md.
 
-    python tools/demo.py [--out demo_output] [--seed 0] [--quick]
+    python tools/run_demo.py [--out demo_output] [--seed 0] [--quick]
 
 A previous demo output in OUT is removed first (nothing is reused); --quick runs a few iterations of
 every stage (what the test suite checks), not the demo's numbers.
 """
-import sys
-from pathlib import Path
-
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
-
-from demo.pipeline import main  # noqa: E402
+from demo.pipeline import main
 
 if __name__ == "__main__":
     main()

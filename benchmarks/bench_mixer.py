@@ -5,27 +5,25 @@ device (no input pipeline). TransMix runs as its official code does: the last bl
 explicit attention and the class row read from the materialised matrix. MixPro reads the same row
 with fused attention kept (mixpro.ClsAttention).
 
-    python tools/bench_mixer.py                                  # DeiT-S on CUDA, a tiny ViT on CPU
-    python tools/bench_mixer.py --batch-size 256 --compile --out benchmarks/results/mixer.json
+    python benchmarks/bench_mixer.py                                  # DeiT-S on CUDA, a tiny ViT on CPU
+    python benchmarks/bench_mixer.py --batch-size 256 --compile --out benchmarks/results/mixer.json
 
 Prints a table (img/s, ms/step, ratio to 'none') and writes JSON.
 """
-
 import argparse
+import functools
 import json
 import platform
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
+import timm
+import torch
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-
-import pretrain.models  # noqa: E402,F401  (registers PVT v1)
-from mixpro import AttentionOutput, BatchMixer, attention_site, build_mixer, soft_target_cross_entropy  # noqa: E402
+import pretrain.models  # noqa: F401  (registers PVT v1)
+from mixpro import AttentionOutput, BatchMixer, attention_site, build_mixer
+from pretrain.engine import StepOptions, train_step
 
 POLICIES = ("none", "mixup_cutmix", "transmix", "mixpro")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -88,22 +86,6 @@ def make_mixer(policy: str, patch_size: int) -> BatchMixer:
     return build_mixer(policy, 1000, **kwargs)
 
 
-def make_step(model, mixer, optimizer, autocast_dtype, device_type, scaler):
-    def step(images, labels):
-        batch = mixer(images, labels)
-        with torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            output = model(batch.images)
-        logits, attn = output if isinstance(output, tuple) else (output, None)
-        targets = mixer.targets(batch, logits, attn)
-        loss = soft_target_cross_entropy(logits, targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        return loss
-    return step
-
-
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -117,7 +99,7 @@ def main(argv=None) -> dict:
     steps = args.steps or (50 if on_cuda else 5)
     warmup = args.warmup if args.warmup is not None else (15 if on_cuda else 2)
     amp = args.amp or ("bf16" if on_cuda else "none")
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+    options = StepOptions(amp=amp)
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -140,7 +122,8 @@ def main(argv=None) -> dict:
             run_model = AttentionOutput(model)
         if args.compile:
             run_model = torch.compile(run_model, mode=args.compile_mode)
-        step = make_step(run_model, mixer, optimizer, autocast_dtype, device.type, scaler)
+        step = functools.partial(train_step, run_model, mixer=mixer, optimizer=optimizer, scaler=scaler, device=device,
+                                 options=options)
         images = torch.randn(batch_size, 3, *size, device=device)
         if args.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -1,4 +1,5 @@
-"""ImageNet train / val data through timm's readers and transform factories.
+"""Image folders and tars through timm's readers, with bad-image skipping and counting, and the
+evaluation shard sampler.
 
 Layouts accepted for ``--data-path DIR`` (class folders are mapped in sorted order, the standard
 ImageNet-1k indexing when the folders are wnids):
@@ -14,15 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
-from timm.data import create_transform, resolve_data_config
 from timm.data.readers import create_reader
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset, Sampler
 
 _logger = logging.getLogger(__name__)
 
@@ -56,13 +55,6 @@ def split_location(root: str, split: str) -> str:
     raise DataLayoutError(f"found neither {folder!r} nor {tar!r}; " + EXPECTED_LAYOUT.format(root=root))
 
 
-@dataclass
-class Sample:
-    image: torch.Tensor
-    label: int
-    bad: int  # unreadable files skipped to produce this sample
-
-
 class RobustImageDataset(Dataset):
     """timm's folder / tar reader with decoding that survives bad files.
 
@@ -71,8 +63,9 @@ class RobustImageDataset(Dataset):
     next index is tried. Each returned item carries the number of files skipped to produce it.
     """
 
-    def __init__(self, location: str, transform: Optional[Callable] = None, class_map: str = "") -> None:
-        self.reader = create_reader("", root=location, class_map=class_map)
+    def __init__(self, location: str, transform: Optional[Callable] = None, class_map: str = "", reader=None) -> None:
+        """``reader``: a timm reader of ``location`` to share (another view of the same files)."""
+        self.reader = reader if reader is not None else create_reader("", root=location, class_map=class_map)
         self.location = location
         self.transform = transform
         if len(self.reader) == 0:
@@ -140,24 +133,6 @@ class BadImageCounter:
         return bad
 
 
-def build_transforms(config, model: torch.nn.Module) -> Tuple[Callable, Callable]:
-    """DeiT train transform and resize/centre-crop eval transform from timm's factory."""
-    data_config = resolve_data_config({"input_size": (3, config.input_size, config.input_size),
-                                       "interpolation": config.interpolation,
-                                       "crop_pct": config.eval_crop_pct}, model=model)
-    train = create_transform(
-        config.input_size, is_training=True, no_aug=config.no_aug, scale=tuple(config.crop_scale),
-        auto_augment=config.auto_augment or None,
-        color_jitter=config.color_jitter, re_prob=config.reprob, re_mode=config.remode, re_count=config.recount,
-        interpolation=config.interpolation, mean=data_config["mean"], std=data_config["std"],
-    )
-    evaluation = create_transform(
-        config.input_size, is_training=False, interpolation=config.interpolation,
-        crop_pct=config.eval_crop_pct, mean=data_config["mean"], std=data_config["std"],
-    )
-    return train, evaluation
-
-
 class ShardSampler(Sampler):
     """Evaluation sampler: rank r takes indices r, r + W, ... with no padding, so summed metrics count
     every image exactly once (DistributedSampler would repeat images to even out the shards)."""
@@ -180,59 +155,3 @@ def seed_worker(worker_id: int) -> None:
 def collate(batch: List[Tuple[torch.Tensor, int, int]]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     images, labels, bad = zip(*batch)
     return torch.stack(images), torch.tensor(labels), torch.tensor(bad)
-
-
-def build_datasets(config, model: torch.nn.Module) -> Tuple[RobustImageDataset, RobustImageDataset]:
-    train_tf, eval_tf = build_transforms(config, model)
-    train = RobustImageDataset(split_location(config.data_path, "train"), train_tf, config.class_map)
-    val = RobustImageDataset(split_location(config.data_path, "val"), eval_tf, config.class_map)
-    classes = train.class_to_idx
-    if len(classes) != config.num_classes:
-        raise DataLayoutError(f"{train.location!r} has {len(classes)} class folders but num_classes="
-                              f"{config.num_classes}; " + EXPECTED_LAYOUT.format(root=config.data_path))
-    if val.class_to_idx != classes:
-        missing = sorted(set(classes) ^ set(val.class_to_idx))[:5]
-        raise DataLayoutError(f"train and val class folders differ (e.g. {missing}); "
-                              + EXPECTED_LAYOUT.format(root=config.data_path))
-    return train, val
-
-
-def build_loaders(config, train: Dataset, val: Dataset, rank: int, world_size: int, collate_fn: Callable = collate,
-                  ) -> Tuple[DataLoader, DataLoader, DistributedSampler, torch.Generator]:
-    """Loaders whose order and worker seeds depend only on (seed, epoch): call
-    ``train_sampler.set_epoch(e)`` and ``loader_generator.manual_seed(seed + e)`` before each epoch."""
-    if config.batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {config.batch_size}")
-    train_sampler = DistributedSampler(train, num_replicas=world_size, rank=rank, shuffle=True,
-                                       seed=config.seed, drop_last=True)
-    loader_generator = torch.Generator()
-    pin_memory = config.pin_memory and torch.cuda.is_available()
-    common = dict(num_workers=config.workers, pin_memory=pin_memory, collate_fn=collate_fn,
-                  worker_init_fn=seed_worker)
-    train_loader = DataLoader(train, batch_size=config.batch_size, sampler=train_sampler, drop_last=True,
-                              generator=loader_generator, **common)
-    if len(train_loader) == 0:
-        raise ValueError(f"{len(train)} training images cannot fill one batch of {config.batch_size} per process "
-                         f"x {world_size} processes")
-    val_loader = DataLoader(val, batch_size=config.eval_batch_size or config.batch_size,
-                            sampler=ShardSampler(len(val), rank, world_size), **common)
-    return train_loader, val_loader, train_sampler, loader_generator
-
-
-class SyntheticBatches:
-    """``steps`` batches of random images and labels made once on the device, for throughput
-    measurements without disk or decoding. Iterates like a training loader."""
-
-    def __init__(self, batch_size: int, image_size: int, num_classes: int, steps: int, device: torch.device) -> None:
-        generator = torch.Generator(device=device).manual_seed(0)
-        self.images = torch.randn(batch_size, 3, image_size, image_size, device=device, generator=generator)
-        self.labels = torch.randint(0, num_classes, (batch_size,), device=device, generator=generator)
-        self.bad = torch.zeros(batch_size, dtype=torch.long)
-        self.steps = steps
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        for _ in range(self.steps):
-            yield self.images, self.labels, self.bad

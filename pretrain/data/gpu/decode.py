@@ -1,33 +1,32 @@
-"""GPU data path: loader workers only read file bytes and draw each image's augmentation parameters;
-the GPU decodes whole batches with nvjpeg (:mod:`pretrain.nvjpeg`: the hardware JPEG engines where the
-GPU has them) and augments them with :mod:`pretrain.gpu_augment`, one batch ahead of training on a
-stream of its own.
+"""Decoding on the GPU data path. Loader workers read each file's bytes and draw its augmentation
+parameters (:class:`EncodedImageDataset`); a batch crosses into the training process as one byte tensor
+(:class:`EncodedBatch`); :class:`DeviceDecoder` decodes it on the device (nvjpeg through :mod:`.nvjpeg`,
+torchvision's ``decode_jpeg`` elsewhere) into one packed buffer (:class:`DecodedBatch`) and augments it.
 
-Bad files are handled as on the CPU path. A worker opens each file's header with PIL: what is not a
-baseline JPEG (progressive, PNG, CMYK, a JPEG without its end marker, ...) is decoded there by PIL, and
-what PIL cannot read is skipped, counted and replaced by the next readable file. On the GPU, a batch
-that nvjpeg refuses is decoded image by image; an image nvjpeg refuses is decoded by libjpeg on the
-host, and one neither can decode is counted as bad and replaced by another image of the batch.
+Bad files are handled as on the CPU path: a worker opens each file's header with PIL, decodes there
+what is not a baseline JPEG (progressive, PNG, CMYK, a JPEG without its end marker), and skips and
+counts what PIL cannot read. On the device, a batch that nvjpeg refuses is decoded image by image; an
+image nvjpeg refuses is decoded by libjpeg on the host, and one neither can decode is counted as bad
+and replaced by another image of the batch.
 """
 from __future__ import annotations
 
 import io
 import itertools
 import logging
-import os
-import queue
-import threading
 from dataclasses import dataclass
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from .data import RobustImageDataset
-from .gpu_augment import AugmentPlan, DeviceAugment, plan_from_transform, to_device
+from ..folders import RobustImageDataset
+from .augment import DeviceAugment
+from .device import to_device
 from .nvjpeg import NvjpegUnavailable, nvjpeg_decoder
+from .plan import AugmentPlan, plan_from_transform
 
 _logger = logging.getLogger(__name__)
 
@@ -62,42 +61,6 @@ def _decode_error(error: RuntimeError) -> bool:
     return not isinstance(error, torch.OutOfMemoryError) and "CUDA error" not in str(error)
 
 
-# nvjpeg's hardware decoder spreads a batch over a dozen or more streams of its own. With CUDA's default of 8
-# hardware work queues these share queues with the training stream, and each image's copies wait behind
-# the training kernels queued ahead of them: on the H200 a batch of 256 took 8 ms alone, 69 ms behind a
-# 61 ms queue of matrix products, 34 ms with 32 queues (benchmarks/decode_behind_queue.py).
-HARDWARE_QUEUES = 32
-
-
-def reserve_hardware_queues(data_pipeline: str) -> None:
-    """Asks CUDA for its maximum of 32 hardware work queues (CUDA_DEVICE_MAX_CONNECTIONS) unless the data
-    pipeline is 'cpu' or the variable is set already. CUDA reads it when the driver starts, so call this
-    before anything touches CUDA: ``torch.cuda.is_available()`` starts the driver too, and only a started
-    torch CUDA state is detected (and warned about)."""
-    if data_pipeline == "cpu" or "CUDA_DEVICE_MAX_CONNECTIONS" in os.environ:
-        return
-    if torch.cuda.is_initialized():
-        _logger.warning("CUDA started before the GPU data path could ask for %d hardware queues: decoding will "
-                        "wait behind training; set CUDA_DEVICE_MAX_CONNECTIONS=%d", HARDWARE_QUEUES, HARDWARE_QUEUES)
-        return
-    os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(HARDWARE_QUEUES)
-
-
-def resolve_pipeline(choice: str, device: torch.device) -> str:
-    """'cpu' / 'gpu' as asked ('gpu' on a CUDA device where nvjpeg does not work is an error);
-    'auto': gpu where nvjpeg works."""
-    if choice not in ("auto", "cpu", "gpu"):
-        raise ValueError(f"data pipeline must be auto, cpu or gpu, got {choice!r}")
-    if choice == "cpu":
-        return "cpu"
-    available = gpu_decode_available(device)
-    if choice == "auto":
-        return "gpu" if available else "cpu"
-    if device.type == "cuda" and not available:
-        raise RuntimeError("--data-pipeline gpu needs a torchvision whose nvjpeg decoding works on this GPU (a test "
-                           "decode failed, see the warning above); use --data-pipeline cpu")
-    return "gpu"
-
 
 @dataclass
 class EncodedItem:
@@ -111,17 +74,15 @@ class EncodedImageDataset(RobustImageDataset):
     """timm's reader, returning file bytes plus the parameters of ``plan`` instead of transformed pixels;
     unreadable files are skipped and counted by :class:`RobustImageDataset`'s loop."""
 
-    def __init__(self, location: str, plan: AugmentPlan, class_map="") -> None:
-        super().__init__(location, transform=None, class_map=class_map)
+    def __init__(self, location: str, plan: AugmentPlan, class_map: str = "", reader=None) -> None:
+        super().__init__(location, transform=None, class_map=class_map, reader=reader)
         self.plan = plan
 
     @classmethod
-    def like(cls, dataset: RobustImageDataset, plan: Optional[AugmentPlan] = None) -> "EncodedImageDataset":
-        """The same files and labels as ``dataset``, for the device plan of its transform."""
-        encoded = cls.__new__(cls)
-        encoded.reader, encoded.location, encoded.transform = dataset.reader, dataset.location, None
-        encoded.plan = plan or plan_from_transform(dataset.transform)
-        return encoded
+    def from_dataset(cls, dataset: RobustImageDataset, plan: Optional[AugmentPlan] = None) -> "EncodedImageDataset":
+        """The same files and labels as ``dataset`` (its reader is shared), for the device plan of its
+        transform unless ``plan`` is given."""
+        return cls(dataset.location, plan or plan_from_transform(dataset.transform), reader=dataset.reader)
 
     def load(self, index: int) -> Tuple[EncodedItem, int]:
         file, label = self.reader[index]
@@ -173,10 +134,22 @@ def collate_encoded(batch: List[Tuple[EncodedItem, int, int]]) -> EncodedBatch:
                         torch.tensor([item.size for item in items]), torch.tensor(bad))
 
 
+@dataclass
+class DecodedBatch:
+    """A batch decoded on the device: every image's (3, H, W) uint8 planes packed in ``pixels``, and on
+    the host their sizes (B, 2), augmentation parameters (B, P), labels and bad-file counts."""
+
+    pixels: torch.Tensor
+    sizes: torch.Tensor
+    params: torch.Tensor
+    labels: torch.Tensor
+    bad: torch.Tensor
+
+
 class DeviceDecoder:
     """EncodedBatch -> (normalised images on the device, labels on the device, bad counts on the host).
 
-    JPEGs are decoded by :class:`pretrain.nvjpeg.NvjpegDecoder` on CUDA devices, by torchvision's
+    JPEGs are decoded by :class:`.nvjpeg.NvjpegDecoder` on CUDA devices, by torchvision's
     ``decode_jpeg`` where nvjpeg's library cannot be used and on the CPU."""
 
     def __init__(self, plan: AugmentPlan, device: torch.device) -> None:
@@ -232,12 +205,14 @@ class DeviceDecoder:
             return None
 
     def __call__(self, batch: EncodedBatch) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.augment_packed(*self.decode_packed(batch))
+        return self.augment_packed(self.decode_packed(batch))
 
-    def augment_packed(self, flat, sizes, params, labels, bad) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.augment(flat, sizes, params), to_device(labels, self.device), bad
+    def augment_packed(self, decoded: "DecodedBatch") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(normalised images on the device, labels on the device, bad counts on the host)."""
+        images = self.augment(decoded.pixels, decoded.sizes, decoded.params)
+        return images, to_device(decoded.labels, self.device), decoded.bad
 
-    def decode_packed(self, batch: EncodedBatch):
+    def decode_packed(self, batch: EncodedBatch) -> "DecodedBatch":
         """The batch's images decoded into one buffer of (3, H, W) planes, with the sizes, parameters,
         labels and bad counts that go with them once failed slots are filled.
 
@@ -278,122 +253,10 @@ class DeviceDecoder:
             flat = torch.cat([flat.narrow(0, offsets[s], lengths[s]) for s in source.tolist()])
             labels, params, sizes = labels[source], params[source], sizes[source]
             bad = bad + torch.tensor([index in failed for index in range(len(lengths))]).long()
-        return flat, sizes, params, labels, bad
+        return DecodedBatch(flat, sizes, params, labels, bad)
 
     def _place(self, flat: torch.Tensor, offset: int, image: torch.Tensor) -> None:
         """Copies a decoded image into ``flat`` at ``offset``, from pinned memory when it is on the host."""
         if self.device.type == "cuda" and image.device.type == "cpu" and not image.is_pinned():
             image = image.pin_memory()
         flat.narrow(0, offset, image.numel()).copy_(image.reshape(-1), non_blocking=True)
-
-
-_DONE = object()
-# The data streams' kernels are few and short, and the next step waits for them: they go ahead of the
-# training step's kernels queued for the same multiprocessors (no gain measurable beside machine noise).
-DATA_STREAM_PRIORITY = -1
-
-
-class DevicePrefetcher:
-    """Iterates a loader of :class:`EncodedBatch` and yields ``(images, labels, bad)`` on the device.
-
-    On CUDA two background threads, each on a stream of its own, run ahead of training by up to
-    ``depth`` batches: one decodes (nvjpeg blocks its caller while the decoder works, without the GIL
-    through :mod:`pretrain.nvjpeg`), the other augments, so decoding the next batch overlaps augmenting
-    this one and both run beside the training step. On a CPU device the batches are prepared in line.
-    The plan comes from the loader's :class:`EncodedImageDataset`."""
-
-    def __init__(self, loader, device: torch.device, depth: int = 3) -> None:
-        self.loader = loader
-        self.decoder = DeviceDecoder(loader.dataset.plan, device)
-        self.depth = depth
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    @property
-    def dataset(self):
-        return self.loader.dataset
-
-    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        device = self.decoder.device
-        if device.type != "cuda":
-            for batch in self.loader:
-                yield self.decoder(batch)
-            return
-        stop = threading.Event()
-        decoded: queue.Queue = queue.Queue(maxsize=self.depth)
-        ready: queue.Queue = queue.Queue(maxsize=self.depth)
-
-        def put(target: queue.Queue, item) -> None:
-            while not stop.is_set():
-                try:
-                    target.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-        def stage(source, work, target: queue.Queue) -> None:
-            try:
-                stream = torch.cuda.Stream(device, priority=DATA_STREAM_PRIORITY)
-                with torch.cuda.device(device), torch.cuda.stream(stream):
-                    for item in source():
-                        if stop.is_set():
-                            return
-                        if isinstance(item, BaseException):
-                            raise item
-                        put(target, work(item, stream))
-            except BaseException as error:  # handed on to the training thread, which raises it
-                put(target, error)
-            else:
-                put(target, _DONE)
-
-        def decode(batch, stream):
-            packed = self.decoder.decode_packed(batch)
-            event = torch.cuda.Event()
-            event.record(stream)
-            return packed, event
-
-        def augment(item, stream):
-            (flat, *rest), event = item
-            stream.wait_event(event)
-            flat.record_stream(stream)
-            images, labels, bad = self.decoder.augment_packed(flat, *rest)
-            done = torch.cuda.Event()
-            done.record(stream)
-            return images, labels, bad, done
-
-        threads = [threading.Thread(target=stage, args=(lambda: iter(self.loader), decode, decoded), daemon=True,
-                                    name="gpu-data-decode"),
-                   threading.Thread(target=stage, args=(lambda: _drain(decoded, stop), augment, ready), daemon=True,
-                                    name="gpu-data-augment")]
-        try:
-            for thread in threads:
-                thread.start()
-            for item in _drain(ready, stop):
-                if isinstance(item, BaseException):
-                    raise item
-                images, labels, bad, event = item
-                current = torch.cuda.current_stream(device)
-                current.wait_event(event)
-                images.record_stream(current)  # the allocator must not reuse them before training has read them
-                labels.record_stream(current)
-                yield images, labels, bad
-        finally:
-            stop.set()
-            for thread in threads:
-                if thread.is_alive():
-                    thread.join()
-
-
-def _drain(source: queue.Queue, stop: threading.Event):
-    """Items of ``source`` up to its end marker (errors included, for the consumer to raise)."""
-    while not stop.is_set():
-        try:
-            item = source.get(timeout=0.1)
-        except queue.Empty:
-            continue
-        if item is _DONE:
-            return
-        yield item
-        if isinstance(item, BaseException):
-            return

@@ -4,28 +4,26 @@ over the data per level (what a loop over levels around an ordinary evaluation w
 Generates a folder of JPEGs (ImageNet val layout, 500x375 like a typical ImageNet photo), then times
 both ways with real JPEG decoding in the loader workers and prints a table; writes JSON.
 
-    python tools/bench_robustness.py [--images 2000] [--workers 12] [--out benchmarks/results/robustness.json]
+    python benchmarks/bench_robustness.py [--images 2000] [--workers 12] [--out benchmarks/results/robustness.json]
 """
 import argparse
 import json
 from dataclasses import replace
 import platform
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-sys.path[0] = str(Path(__file__).resolve().parents[1])  # else tools/pretrain.py shadows the package
+import numpy as np
+import timm
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import timm  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from robustness.data import IMAGENET_WNIDS, imagenet_val  # noqa: E402
-from robustness.evaluate import LoadedModel, Settings, evaluate_val  # noqa: E402
-from robustness.occlusion import RANDOM_LEVELS, SALIENCY_LEVELS  # noqa: E402
+from pretrain.checkpoint import LoadedModel
+from robustness.data import IMAGENET_WNIDS, imagenet_val
+from robustness.evaluate import Settings, evaluate_val
+from robustness.occlusion import RANDOM_LEVELS, SALIENCY_LEVELS
 
 
 def make_jpegs(root: Path, count: int, classes: int = 50) -> Path:

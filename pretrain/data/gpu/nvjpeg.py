@@ -1,18 +1,7 @@
-"""Batched JPEG decoding with nvjpeg, called without holding Python's GIL.
-
-torchvision's ``decode_jpeg(..., device='cuda')`` makes the same batched nvjpeg call (on the hardware
-JPEG engines where the GPU has them, as the H100 / H200 do), but holds the GIL for the whole call,
-including its wait for the GPU at the end. Beside training, that wait grows with every kernel queued
-before the decoder's, and the training thread, which needs the GIL to launch its kernels, stalls with
-it: the two ran nearly serially (docs/benchmarks.md). Here the batch is decoded in one call made through
-ctypes, which releases the GIL around it; the cheap per-image header checks keep the GIL (a released
-and retaken GIL costs up to a switch interval each time a busy thread holds it).
-
-Images the batched decoder does not take (progressive JPEGs and rare subsamplings on the hardware
-engines) are refused with a reason, for the caller to decode otherwise. nvImageCodec and DALI wrap the
-same library, but neither is a dependency of this suite, and nvImageCodec's backends did not work on
-the GPU machine measured. The library loaded is the one torchvision links.
-"""
+"""Batched JPEG decoding with nvjpeg (the library torchvision links), called through ctypes so that
+Python's GIL is released while the GPU decodes; the per-image header checks keep it. Images the batched
+decoder does not take are refused with a reason, for the caller to decode otherwise. Why not
+torchvision's own call, nvImageCodec or DALI: docs/gpu_data_path.md."""
 from __future__ import annotations
 
 import ctypes
@@ -136,7 +125,7 @@ class NvjpegDecoder:
         self.batch_sizes = [0] * states  # what each state was initialised for
         self.inputs: List[Sequence[torch.Tensor]] = [()] * states  # host bytes the state's batch reads
         self.next_state = 0
-        self.stream = torch.cuda.Stream(device, priority=priority)  # see gpu_data.DATA_STREAM_PRIORITY
+        self.stream = torch.cuda.Stream(device, priority=priority)  # see prefetch.DATA_STREAM_PRIORITY
         self.lock = threading.Lock()
 
     def engines(self) -> Tuple[int, int]:

@@ -1,0 +1,155 @@
+"""Builders of a pretraining run from its resolved configuration (:mod:`.config`): the process
+(distributed group, output folder, logging, seeds), the model, the data, and the training parts
+(mixer, optimiser, scheduler, scaler, EMA, the model as trained). The program (:mod:`.main`), the
+benchmarks and the tools build from here."""
+from __future__ import annotations
+
+import argparse
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import timm
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
+
+import pretrain.models  # noqa: F401  (registers PVT v1 in timm)
+from mixpro import AttentionOutput, BatchMixer, attention_site, find_attention_site
+
+from .data import (EXPECTED_LAYOUT, DataLayoutError, RobustImageDataset, build_transforms, choose_pipeline,
+                   create_loader, reserve_hardware_queues, split_location)
+from .distributed import DistInfo, barrier, init_distributed
+from .engine import lr_for_batch
+
+_logger = logging.getLogger("pretrain")
+
+
+def setup_logging(output_dir: Path, is_main: bool) -> None:
+    handlers = [logging.StreamHandler()]
+    if is_main:
+        handlers.append(logging.FileHandler(output_dir / "train.log"))
+    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, handlers=handlers,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s", force=True)
+
+
+def start_process(config: argparse.Namespace) -> Tuple[DistInfo, Path]:
+    """Join the process group, make the output folder (rank 0), set up logging, seed per rank."""
+    reserve_hardware_queues(config.data_pipeline)
+    dist_info = init_distributed(config.device)
+    output_dir = Path(config.output_dir)
+    if dist_info.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    barrier()
+    setup_logging(output_dir, dist_info.is_main)
+    torch.manual_seed(config.seed + dist_info.rank)
+    random.seed(config.seed + dist_info.rank)
+    return dist_info, output_dir
+
+
+def build_model(config: argparse.Namespace) -> torch.nn.Module:
+    return timm.create_model(config.model, num_classes=config.num_classes, drop_path_rate=config.drop_path,
+                             img_size=config.input_size, **config.model_kwargs)
+
+
+def build_mixer(config: argparse.Namespace, model: torch.nn.Module) -> BatchMixer:
+    """The mixer of the recipe; token masks live on the grid of the block whose attention is read."""
+    site = find_attention_site(model)
+    mixer_kwargs = dict(
+        mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
+        cutmix_minmax=tuple(config.cutmix_minmax) if config.cutmix_minmax else None,
+        switch_prob=config.mixup_switch_prob, mix_prob=config.mix_prob, maskmix_prob=config.maskmix_prob,
+        mask_patch_size=config.mask_patch_size, maskmix_beta=config.maskmix_beta,
+        per_sample_ratio=config.per_sample_ratio, label_smoothing=config.smoothing,
+        maskmix_label=config.maskmix_label, cutmix_label=config.cutmix_label, partner=config.partner,
+        detach_alpha=config.detach_alpha,
+    )
+    if site is not None:
+        return BatchMixer(config.num_classes, patch_size=site.patch_size, **mixer_kwargs)
+    mixer = BatchMixer(config.num_classes, patch_size=config.mask_patch_size, **mixer_kwargs)
+    if mixer.uses_attention:
+        attention_site(model)  # raises the clear "no adapter" error
+    return mixer
+
+
+@dataclass
+class TrainingParts:
+    mixer: BatchMixer
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    model_ema: Optional[ModelEmaV3]
+    train_model: torch.nn.Module
+    lr: float
+    global_batch: int
+
+
+def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo,
+                   updates_per_epoch: int) -> TrainingParts:
+    """Mixer, optimizer (lr scaled to the global batch), per-step scheduler, scaler, EMA, and the
+    model as trained: wrapped for attention labels, DDP and torch.compile as configured."""
+    mixer = build_mixer(config, model)
+    device = dist_info.device
+    model.to(device)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model_ema = ModelEmaV3(model, decay=config.model_ema_decay) if config.model_ema else None
+    global_batch = config.batch_size * dist_info.world_size
+    lr = lr_for_batch(config.lr, global_batch, config.lr_base_batch)
+    optimizer = create_optimizer_v2(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay,
+                                    eps=config.opt_eps, betas=tuple(config.opt_betas))
+    scheduler, _ = create_scheduler_v2(optimizer, sched=config.sched, num_epochs=config.epochs,
+                                       warmup_epochs=config.warmup_epochs, warmup_lr=config.warmup_lr,
+                                       min_lr=config.min_lr, step_on_epochs=False,
+                                       updates_per_epoch=updates_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    train_model = AttentionOutput(model) if mixer.uses_attention else model
+    if dist_info.enabled:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        train_model = torch.compile(train_model, mode=config.compile_mode)
+    return TrainingParts(mixer, optimizer, scheduler, scaler, model_ema, train_model, lr, global_batch)
+
+
+@dataclass
+class DataParts:
+    train_set: RobustImageDataset
+    val_set: RobustImageDataset
+    train_loader: object  # a DataLoader, or a DevicePrefetcher on the GPU path
+    val_loader: object
+    pipeline: str
+
+
+def build_datasets(config: argparse.Namespace, model: torch.nn.Module,
+                   ) -> Tuple[RobustImageDataset, RobustImageDataset]:
+    """Train and val sets of ``--data-path`` with the recipe's transforms; their class folders must
+    agree with each other and with ``--num-classes``."""
+    train_tf, eval_tf = build_transforms(config, model)
+    train = RobustImageDataset(split_location(config.data_path, "train"), train_tf, config.class_map)
+    val = RobustImageDataset(split_location(config.data_path, "val"), eval_tf, config.class_map)
+    classes = train.class_to_idx
+    if len(classes) != config.num_classes:
+        raise DataLayoutError(f"{train.location!r} has {len(classes)} class folders but num_classes="
+                              f"{config.num_classes}; " + EXPECTED_LAYOUT.format(root=config.data_path))
+    if val.class_to_idx != classes:
+        missing = sorted(set(classes) ^ set(val.class_to_idx))[:5]
+        raise DataLayoutError(f"train and val class folders differ (e.g. {missing}); "
+                              + EXPECTED_LAYOUT.format(root=config.data_path))
+    return train, val
+
+
+def build_data(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo) -> DataParts:
+    """Datasets and the loaders of the data pipeline in use (:func:`pretrain.data.choose_pipeline`)."""
+    train_set, val_set = build_datasets(config, model)
+    pipeline = choose_pipeline(config.data_pipeline, dist_info.device, (train_set.transform, val_set.transform))
+    common = dict(workers=config.workers, rank=dist_info.rank, world_size=dist_info.world_size,
+                  pin_memory=config.pin_memory)
+    train_loader = create_loader(train_set, pipeline, dist_info.device, config.batch_size, training=True,
+                                 seed=config.seed, **common)
+    val_loader = create_loader(val_set, pipeline, dist_info.device, config.eval_batch_size or config.batch_size,
+                               **common)
+    return DataParts(train_set, val_set, train_loader, val_loader, pipeline)
