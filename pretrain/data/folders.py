@@ -148,7 +148,9 @@ class ShardSampler(Sampler):
 
 
 def seed_worker(worker_id: int) -> None:
-    """torch and random are seeded per worker by the DataLoader; numpy (used by some transforms) is not."""
+    """numpy's stream per worker (RandAugment draws its ops from it) from the worker's torch seed. The
+    DataLoader seeds numpy too, but from another derivation of the same base seed: this one is kept so
+    that the augmentation draws stay those of every run made so far."""
     np.random.seed(torch.initial_seed() % 2 ** 32)
 
 
