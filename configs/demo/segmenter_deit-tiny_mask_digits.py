@@ -7,7 +7,7 @@
 _base_ = '../segmentation/segmenter_deit-s_mask_8xb2-80k_pascal-context-59-480x480.py'
 
 crop_size = (96, 96)
-data_root = 'demo_output/data/pascal_context'
+data_root = 'demo_output/data/VOCdevkit/VOC2010'
 iterations = 400
 digits = dict(classes=('0', '1', '2', '3', '4', '5', '6', '7', '8', '9'),
               palette=[[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
