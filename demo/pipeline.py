@@ -10,7 +10,9 @@ OUT/report.md.
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -22,8 +24,9 @@ from typing import Dict, List, Optional
 
 import yaml
 
-from transfer.runner import last_metrics
+from pretrain.errors import UserError
 from pretrain.plots import read_log
+from transfer.runner import last_metrics
 
 from . import digits, report
 
@@ -55,12 +58,48 @@ FULL = Scale("full", 0, None, None, (400, 100), 400, 2)
 QUICK = Scale("quick", 48, {"deit": 1, "pvt": 1}, 16, (8, 4), 2, 1)
 
 
-class StageError(RuntimeError):
-    """A tool the demo ran failed; the message names its log."""
+class StageError(UserError, RuntimeError):
+    """A tool the demo ran failed; the message names its log and shows its end."""
+
+
+def shown_text(line: str) -> str:
+    """What a terminal shows of a line that progress bars rewrote with carriage returns: its last
+    non-empty part."""
+    return next((part for part in reversed(line.split("\r")) if part.strip()), "")
+
+
+class LiveStatus:
+    """One terminal line, rewritten in place, showing the latest line or progress bar a running tool
+    printed. Only for a terminal: in a file (a CI log) the rewrites would pile up."""
+
+    def __init__(self, name: str) -> None:
+        self.prefix = f"  {name}: "
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.unfinished = ""  # after the last newline: a progress bar's redraws, or a line not yet ended
+        self.latest = ""
+
+    def feed(self, chunk: bytes) -> None:
+        text = self.unfinished + self.decoder.decode(chunk)
+        lines = text.split("\n")
+        self.unfinished = lines[-1][-4096:]  # the latest redraw of a bar fits; older ones need not be kept
+        latest = next((shown_text(line) for line in reversed(lines) if line.strip()), "")
+        if latest and latest != self.latest:
+            self.latest = latest
+            self._write(self.prefix + latest.strip())
+
+    def clear(self) -> None:
+        self._write("")
+
+    def _write(self, text: str) -> None:
+        width = shutil.get_terminal_size().columns - 1  # the last column would wrap on some terminals
+        sys.stdout.write("\r" + text[:width].ljust(width) + "\r")
+        sys.stdout.flush()
 
 
 class Runner:
-    """Runs tools as subprocesses, logs each to OUT/logs/NAME.log and appends it to commands.sh."""
+    """Runs tools as subprocesses, logs each to OUT/logs/NAME.log and appends it to commands.sh. A
+    stage prints a line when it starts and one with its time when it ends; on a terminal a line in
+    between follows the tool's output, since a stage can run for minutes."""
 
     def __init__(self, out: Path) -> None:
         self.out = out
@@ -75,13 +114,26 @@ class Runner:
         with open(self.commands, "a") as script:
             script.write(shlex.join(["python", f"tools/{tool}", *map(str, args)]) + "\n")
         log = self.logs / f"{name}.log"
+        print(f"  {name:<32s} started: tools/{tool}, log {log.relative_to(self.out)}", flush=True)
+        status = LiveStatus(name) if sys.stdout.isatty() else None
         start = time.perf_counter()
-        with open(log, "w") as handle:
-            result = subprocess.run(command, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT)
+        # Unbuffered on both ends, so that the log (and `tail -f` on it) grows as the tool prints.
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with open(log, "wb", buffering=0) as handle, subprocess.Popen(
+                command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+            for chunk in iter(lambda: process.stdout.read1(1 << 16), b""):
+                handle.write(chunk)
+                if status:
+                    status.feed(chunk)
+            returncode = process.wait()
         elapsed = time.perf_counter() - start
-        if result.returncode != 0:
-            tail = "".join(log.read_text().splitlines(keepends=True)[-25:])
-            raise StageError(f"{name} failed (exit {result.returncode}); log: {log}\n{tail}")
+        if status:
+            status.clear()
+        if returncode != 0:
+            # From bytes: reading text would turn every redraw of a progress bar into a line of its own.
+            lines = log.read_bytes().decode(errors="replace").rstrip("\n").split("\n")[-25:]
+            tail = "\n".join(map(shown_text, lines))
+            raise StageError(f"{name} failed (exit {returncode}); log: {log}\n{tail}")
         print(f"  {name:<32s} {elapsed:6.1f} s", flush=True)
         return elapsed
 
@@ -91,8 +143,8 @@ def prepare_output(out: Path) -> Optional[str]:
     stale result is reused; any other non-empty folder is refused."""
     if out.exists() and any(out.iterdir()):
         if not (out / MARKER).is_file():
-            raise SystemExit(f"error: {out} exists, is not empty and was not written by the demo; "
-                             f"choose another --out or empty it")
+            raise UserError(f"{out} exists, is not empty and was not written by the demo; "
+                            f"choose another --out or empty it")
         shutil.rmtree(out)
         message = f"removed the previous demo output in {out}: every stage runs again, nothing is reused"
     else:
@@ -182,7 +234,7 @@ def robustness(runner: Runner, out: Path, data: Path, pretrained: Dict, seed: in
         args += ["--checkpoint", entry["checkpoint"]]
     args += ["--classes", data / "classes.txt", "--val", data / "val", "--shifted", data / "rotated",
              "--ood", data / "ood", "--names", "held-out digits", "rotated digits", "digits 8-9",
-             "--crop-pct", 1.0, "--random-patch-size", 4, "--device", "cpu", "--workers", 0, "--batch-size", 128, "--seed", seed,
+             "--random-patch-size", 4, "--device", "cpu", "--workers", 0, "--batch-size", 128, "--seed", seed,
              "--out", report_dir]
     runner.tool("robustness", "robustness_report.py", *args)
     return json.loads((report_dir / "report.json").read_text())
@@ -253,7 +305,4 @@ def main(argv: Optional[List[str]] = None) -> Path:
     parser.add_argument("--quick", action="store_true",
                         help="a few iterations of every stage (what the test suite runs), not the demo's numbers")
     args = parser.parse_args(argv)
-    try:
-        return run(args.out, QUICK if args.quick else FULL, args.seed)
-    except StageError as error:
-        raise SystemExit(f"error: {error}") from None
+    return run(args.out, QUICK if args.quick else FULL, args.seed)

@@ -76,9 +76,9 @@ def write(out: Path, results: Dict) -> Path:
 
     lines += ["", "## 4. Robustness (the report CLI; full tables in `robustness/report.md`)", "",
               "Shifted set: the held-out digits rotated by 25-50 degrees; OOD: the digits 8 and 9, never seen in "
-              "pretraining, against the held-out digits (positive class: OOD). The report CLI resizes "
-              "bilinearly, pretraining's evaluation bicubically, so PVT's held-out top-1 (64 px from 32-px "
-              "files) can differ by a few images from section 1.", ""]
+              "pretraining, against the held-out digits (positive class: OOD). The report CLI evaluates each "
+              "model with its own validation transform (`--eval-transform checkpoint`), so its held-out top-1 "
+              "is the last epoch's validation top-1 of pretraining.", ""]
     rows = []
     for name, bench in robust["models"].items():
         val, shifted, ood = bench.get("val", {}), bench.get("shifted", {}), bench.get("ood", {})

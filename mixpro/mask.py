@@ -144,6 +144,9 @@ class MaskMixGenerator:
         height, width = self.image_size
         self.grid = (math.ceil(height / mask_patch_size), math.ceil(width / mask_patch_size))
         self.num_cells = self.grid[0] * self.grid[1]
+        if self.num_cells < 2:  # one cell is all of x_a or all of x_b: nothing would ever be mixed
+            raise ValueError(f"mask_patch_size={mask_patch_size} px makes a single MaskMix cell on {height}x{width} "
+                             f"images, so nothing would be mixed: use cells smaller than the image (at least 2 cells)")
         # floor(S * tau) = k exactly when tau lies in [k/S, (k+1)/S): sampling k from these
         # probabilities is an exact draw of floor(S * tau) that needs no Beta sampler on the device.
         edges = beta_cdf(torch.arange(self.num_cells + 2, dtype=torch.float64) / self.num_cells, self.beta)

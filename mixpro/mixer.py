@@ -177,6 +177,13 @@ class BatchMixer:
                 image_size, self.mask_patch_size, self.patch_size, self.maskmix_beta, self.per_sample_ratio)
         return self._maskmix[image_size]
 
+    def check_image_size(self, image_size: Tuple[int, int]) -> None:
+        """Raise now, not at the first MaskMix batch, when images of ``image_size`` cannot be mixed
+        (not whole tokens, or a MaskMix grid of fewer than 2 cells)."""
+        self.token_grid(image_size)
+        if self.maskmix_prob > 0:
+            self._maskmix_generator(tuple(image_size))
+
     def token_grid(self, image_size: Tuple[int, int]) -> Tuple[int, int]:
         height, width = image_size
         if height % self.patch_size or width % self.patch_size:
@@ -221,9 +228,10 @@ class BatchMixer:
             lam_area = torch.full((batch_size,), lam, device=device)
             tokens = token_mask(mask[:1], self.token_grid(image_size)).expand(batch_size, -1)
         else:
+            token_grid = self.token_grid(image_size)
             grid = self._maskmix_generator(image_size)(batch_size, device, self.generator)
             mask, lam_area = grid.pixel, grid.lam_area
-            tokens = grid.tokens(self.token_grid(image_size))
+            tokens = grid.tokens(token_grid)
         mixed = torch.where(mask, images, partner_images)
         return MixedBatch(mixed, labels, y_b, lam_area, tokens, kind, mask=mask)
 

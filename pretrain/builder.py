@@ -21,8 +21,9 @@ import pretrain.models  # noqa: F401  (registers PVT v1 in timm)
 from mixpro import AttentionOutput, BatchMixer, attention_site, find_attention_site
 
 from .data import (EXPECTED_LAYOUT, DataLayoutError, RobustImageDataset, build_transforms, choose_pipeline,
-                   create_loader, reserve_hardware_queues, split_location)
+                   create_loader, empty_class_folders, reserve_hardware_queues, split_location)
 from .distributed import DistInfo, barrier, init_distributed
+from .errors import ConfigError
 from .engine import lr_for_batch
 
 _logger = logging.getLogger("pretrain")
@@ -51,12 +52,28 @@ def start_process(config: argparse.Namespace) -> Tuple[DistInfo, Path]:
 
 
 def build_model(config: argparse.Namespace) -> torch.nn.Module:
-    return timm.create_model(config.model, num_classes=config.num_classes, drop_path_rate=config.drop_path,
-                             img_size=config.input_size, **config.model_kwargs)
+    try:
+        return timm.create_model(config.model, num_classes=config.num_classes, drop_path_rate=config.drop_path,
+                                 img_size=config.input_size, **config.model_kwargs)
+    except TypeError as error:
+        if not config.model_kwargs:
+            raise
+        raise ConfigError(f"--model-kwargs {config.model_kwargs}: {config.model} does not take them ({error})") from None
 
 
 def build_mixer(config: argparse.Namespace, model: torch.nn.Module) -> BatchMixer:
-    """The mixer of the recipe; token masks live on the grid of the block whose attention is read."""
+    """The mixer of the recipe, checked against the input size before any work; token masks live on
+    the grid of the block whose attention is read."""
+    try:
+        mixer = _mixer_for(config, model)
+        mixer.check_image_size((config.input_size, config.input_size))
+    except ValueError as error:  # the library's message names its arguments; say which flags set them
+        raise ConfigError(f"{error} (--input-size {config.input_size}, --mask-patch-size {config.mask_patch_size}, "
+                          f"--model {config.model})") from None
+    return mixer
+
+
+def _mixer_for(config: argparse.Namespace, model: torch.nn.Module) -> BatchMixer:
     site = find_attention_site(model)
     mixer_kwargs = dict(
         mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
@@ -88,10 +105,10 @@ class TrainingParts:
 
 
 def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo,
-                   updates_per_epoch: int) -> TrainingParts:
-    """Mixer, optimizer (lr scaled to the global batch), per-step scheduler, scaler, EMA, and the
-    model as trained: wrapped for attention labels, DDP and torch.compile as configured."""
-    mixer = build_mixer(config, model)
+                   updates_per_epoch: int, mixer: Optional[BatchMixer] = None) -> TrainingParts:
+    """Mixer (unless given), optimizer (lr scaled to the global batch), per-step scheduler, scaler,
+    EMA, and the model as trained: wrapped for attention labels, DDP and torch.compile as configured."""
+    mixer = mixer or build_mixer(config, model)
     device = dist_info.device
     model.to(device)
     if config.channels_last:
@@ -132,13 +149,19 @@ def build_datasets(config: argparse.Namespace, model: torch.nn.Module,
     train = RobustImageDataset(split_location(config.data_path, "train"), train_tf, config.class_map)
     val = RobustImageDataset(split_location(config.data_path, "val"), eval_tf, config.class_map)
     classes = train.class_to_idx
+    for dataset in (train, val) if not config.class_map else ():
+        empty = empty_class_folders(dataset)
+        if empty:
+            raise DataLayoutError(f"{dataset.location!r} has class folder(s) without images: {empty[:10]}"
+                                  f"{' ...' if len(empty) > 10 else ''}; every class needs images in train and val")
     if len(classes) != config.num_classes:
-        raise DataLayoutError(f"{train.location!r} has {len(classes)} class folders but num_classes="
+        raise DataLayoutError(f"{train.location!r} has {len(classes)} class folders but --num-classes is "
                               f"{config.num_classes}; " + EXPECTED_LAYOUT.format(root=config.data_path))
     if val.class_to_idx != classes:
-        missing = sorted(set(classes) ^ set(val.class_to_idx))[:5]
-        raise DataLayoutError(f"train and val class folders differ (e.g. {missing}); "
-                              + EXPECTED_LAYOUT.format(root=config.data_path))
+        only_train = sorted(set(classes) - set(val.class_to_idx))[:5]
+        only_val = sorted(set(val.class_to_idx) - set(classes))[:5]
+        raise DataLayoutError(f"train and val class folders differ: only in train {only_train}, only in val "
+                              f"{only_val}; " + EXPECTED_LAYOUT.format(root=config.data_path))
     return train, val
 
 

@@ -1,23 +1,22 @@
-"""Checkpoints: atomic writes, weights_only-loadable contents, auto-resume, export for transfer, and
-the one model loader every consumer (robustness report, pictures, tools) uses (:func:`load_model`).
+"""Checkpoint files: atomic writes, one reader with a clear error per kind of bad file, the model
+metadata both kinds carry, and the export for transfer and evaluation.
 
 A training checkpoint holds: model, optimizer, scheduler, scaler, (EMA), epoch (last completed),
-step, best top-1, the RNG states of every rank, every rank's mixer state and the resolved config,
-all as tensors, numbers, strings, lists and dicts, so ``torch.load(weights_only=True)`` reads it.
+step, best top-1, the epoch's log record, the RNG states of every rank, every rank's mixer state and
+the resolved config, all as tensors, numbers, strings, lists and dicts, so
+``torch.load(weights_only=True)`` reads it. An export holds the weights and :func:`model_meta`.
 """
 from __future__ import annotations
 
 import os
+import pickle
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
-import timm
 import torch
-from timm.data import resolve_data_config
 
-import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
+from .errors import CheckpointError, InputNotFoundError
 
 LAST = "checkpoint_last.pth"
 BEST = "checkpoint_best.pth"
@@ -44,25 +43,59 @@ def save_atomic(obj: Dict, path: Path) -> None:
             tmp.unlink()
 
 
-def load_checkpoint(path: Path) -> Dict:
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "rng", "mixer", "config")
+
+
+def read_checkpoint(path: Path) -> Dict:
+    """The contents of a checkpoint file, with one clear error per kind of bad file: missing, empty,
+    not a PyTorch file, truncated, or holding Python objects beyond tensors, numbers and strings
+    (never loaded: ours do not hold any, and unpickling them would run code from the file)."""
     path = Path(path)
+    if not path.exists():
+        raise InputNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder, not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): its write never finished")
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # a torch zip archive, or a legacy pickle
+        raise CheckpointError(f"{str(path)!r} is not a PyTorch checkpoint (it starts with {head!r}, not a torch.save "
+                              f"zip archive)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{str(path)!r} holds Python objects beyond tensors, numbers and strings, so it was not written by this "
+            f"suite; it is not loaded, because unpickling them would run code from the file. Convert it to a plain "
+            f"state dict where it was made, or pass TIMM_NAME=FILE for timm weights") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+        raise CheckpointError(f"{str(path)!r} ({size} bytes) is truncated or corrupt: torch.load failed with "
+                              f"{type(error).__name__}: {str(error).splitlines()[0][:160]}") from None
 
 
-def resolve_resume(resume: str, output_dir: Path) -> Optional[Path]:
-    """'' -> None; 'auto' -> OUTPUT_DIR/checkpoint_last.pth if present (else a fresh start); else the
-    given path, which must exist."""
-    if not resume:
-        return None
-    if resume == "auto":
-        last = Path(output_dir) / LAST
-        return last if last.is_file() else None
-    path = Path(resume)
-    if not path.is_file():
-        raise FileNotFoundError(f"--resume {resume!r}: no such checkpoint")
-    return path
+def read_training_checkpoint(path: Path) -> Dict:
+    """A checkpoint written by tools/train.py (what resuming and exporting need)."""
+    state = read_checkpoint(path)
+    if not isinstance(state, dict) or not all(key in state for key in TRAINING_KEYS):
+        if isinstance(state, dict) and "state_dict" in state and "meta" in state:
+            what = "an exported model (weights and metadata only)"
+        elif isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            what = "a plain state dict (weights only)"
+        else:
+            what = f"missing {[key for key in TRAINING_KEYS if key not in state] if isinstance(state, dict) else 'every key'}"
+        raise CheckpointError(f"{str(path)!r} is not a training checkpoint ({what}); expected a checkpoint_*.pth "
+                              f"from a tools/train.py output folder")
+    return state
+
+
+def model_meta(config: Dict) -> Dict:
+    """What rebuilding and evaluating a run's model needs, from its resolved configuration."""
+    return {"arch": config["model"], "model_kwargs": dict(config.get("model_kwargs") or {}),
+            "num_classes": config["num_classes"], "input_size": config["input_size"],
+            "interpolation": config.get("interpolation", "bicubic"), "crop_pct": config.get("eval_crop_pct", 0.875),
+            "recipe": config.get("recipe", "")}
 
 
 def rng_state() -> Dict:
@@ -84,46 +117,34 @@ def set_rng_state(state: Dict) -> None:
 
 def export_weights(checkpoint: Path, out: Path, use_ema: bool = False) -> Dict:
     """Write just the model weights (timm key names) and metadata for transfer and evaluation:
-    {'state_dict': ..., 'meta': {'arch', 'recipe', 'epoch', 'top1', 'num_classes', 'input_size', ...}}."""
-    state = load_checkpoint(checkpoint)
+    {'state_dict': ..., 'meta': {**model_meta(config), 'epoch', 'top1', 'ema', 'source'}}."""
+    state = read_training_checkpoint(checkpoint)
     if use_ema and "model_ema" not in state:
-        raise ValueError(f"{checkpoint}: no EMA weights in this checkpoint (trained without --model-ema)")
-    config = state["config"]
+        raise CheckpointError(f"{checkpoint}: no EMA weights in this checkpoint (trained without --model-ema)")
     weights = state["model_ema" if use_ema else "model"]
-    meta = {
-        "arch": config["model"],
-        "model_kwargs": config.get("model_kwargs", {}),
-        "recipe": config.get("recipe", ""),
-        "epoch": state["epoch"] + 1,
-        "top1": state.get("metrics", {}).get("val_top1"),
-        "num_classes": config["num_classes"],
-        "input_size": config["input_size"],
-        "ema": use_ema,
-        "source": str(checkpoint),
-    }
+    meta = {**model_meta(state["config"]), "epoch": state["epoch"] + 1,
+            "top1": state.get("metrics", {}).get("val_top1"), "ema": use_ema, "source": str(checkpoint)}
     exported = {"state_dict": weights, "meta": meta}
     save_atomic(exported, Path(out))
     return exported
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(CheckpointError):
     """Converted weights and the target model disagree on names or shapes."""
 
 
 def load_model_weights(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict]:
     """Model weights and metadata from any checkpoint of ours: an export ({'state_dict', 'meta'}),
     a training checkpoint ({'model', 'config', ...}) or a bare state dict of timm key names."""
-    state = load_checkpoint(path)
-    if "state_dict" in state and "meta" in state:
+    state = read_checkpoint(path)
+    if isinstance(state, dict) and "state_dict" in state and "meta" in state:
         return dict(state["state_dict"]), dict(state["meta"])
-    if "model" in state and "config" in state:
-        config = state["config"]
-        return dict(state["model"]), {"arch": config["model"], "recipe": config.get("recipe", ""),
-                                      "epoch": state["epoch"] + 1, "source": str(path)}
-    if all(isinstance(value, torch.Tensor) for value in state.values()):
+    if isinstance(state, dict) and "model" in state and "config" in state:
+        return dict(state["model"]), {**model_meta(state["config"]), "epoch": state["epoch"] + 1, "source": str(path)}
+    if isinstance(state, dict) and state and all(isinstance(value, torch.Tensor) for value in state.values()):
         return dict(state), {"arch": None, "source": str(path)}
-    raise CheckpointMismatchError(f"{path}: not a checkpoint of this suite (expected an export with 'state_dict' "
-                                  f"and 'meta', a training checkpoint with 'model', or a plain state dict)")
+    raise CheckpointError(f"{path}: not a checkpoint of this suite (expected an export with 'state_dict' and "
+                          f"'meta', a training checkpoint with 'model' and 'config', or a plain state dict)")
 
 
 def check_state_dict(converted: Dict[str, torch.Tensor], expected: Dict[str, torch.Tensor], what: str,
@@ -141,53 +162,3 @@ def check_state_dict(converted: Dict[str, torch.Tensor], expected: Dict[str, tor
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
         raise CheckpointMismatchError("\n".join(lines))
-
-
-@dataclass
-class LoadedModel:
-    name: str
-    model: torch.nn.Module
-    mean: torch.Tensor  # (1, 3, 1, 1) on the device
-    std: torch.Tensor
-    meta: Dict = field(default_factory=dict)
-    input_size: int = 224
-
-    @classmethod
-    def wrap(cls, name: str, model: torch.nn.Module, device: torch.device, meta: Optional[Dict] = None
-             ) -> "LoadedModel":
-        """Put ``model`` on ``device`` in eval mode with the normalisation of its timm data config."""
-        config = resolve_data_config({}, model=model)
-        model.to(device).eval()
-        mean = torch.tensor(config["mean"], device=device).view(1, 3, 1, 1)
-        std = torch.tensor(config["std"], device=device).view(1, 3, 1, 1)
-        meta = meta or {}
-        return cls(name, model, mean, std, meta, int(meta.get("input_size") or config["input_size"][-1]))
-
-    def logits(self, images01: torch.Tensor, amp: bool) -> torch.Tensor:
-        with torch.autocast(images01.device.type, dtype=torch.bfloat16, enabled=amp):
-            return self.model((images01 - self.mean) / self.std).float()
-
-
-def load_model(spec: str, device: torch.device) -> LoadedModel:
-    """``spec``: one of our checkpoints (export or training checkpoint), or ``TIMM_NAME=WEIGHTS_FILE``
-    for a timm model with local weights (e.g. a published DeiT-S)."""
-    name, sep, weights_file = spec.partition("=")
-    if sep:
-        if not Path(weights_file).is_file():
-            raise FileNotFoundError(f"--checkpoint {spec}: weights file {weights_file} does not exist")
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights_file))
-        meta = {"arch": name, "source": weights_file, "recipe": "timm"}
-        label = name
-    else:
-        path = Path(spec)
-        if not path.is_file():
-            raise FileNotFoundError(f"--checkpoint {spec} does not exist")
-        weights, meta = load_model_weights(path)
-        if not meta.get("arch"):
-            raise ValueError(f"{spec} has no architecture in its metadata: export it with tools/export_checkpoint.py "
-                             f"or pass TIMM_NAME={spec}")
-        model = timm.create_model(meta["arch"], num_classes=meta.get("num_classes", 1000),
-                                  img_size=meta.get("input_size", 224), **meta.get("model_kwargs", {}))
-        model.load_state_dict(weights, strict=True)
-        label = path.stem
-    return LoadedModel.wrap(label, model, device, meta)

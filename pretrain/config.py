@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import argparse
 import ast
+import difflib
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import yaml
+
+from .distributed import DEVICE_HELP
+from .errors import ConfigError, InputNotFoundError
+
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "hamming", "box")
+SCHEDULERS = ("cosine", "tanh", "step", "multistep", "poly")
 
 
 class KeyValueAction(argparse.Action):
@@ -60,14 +67,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--epochs", type=int, default=300)
     group.add_argument("--batch-size", type=int, default=128, help="per process")
     group.add_argument("--eval-batch-size", type=int, default=0, help="per process; 0 = batch size")
-    group.add_argument("--opt", default="adamw", help="timm optimizer name")
+    group.add_argument("--opt", default="adamw", help="timm optimizer name (timm.optim.list_optimizers())")
     group.add_argument("--opt-eps", type=float, default=1e-8)
     group.add_argument("--opt-betas", type=float, nargs=2, default=(0.9, 0.999))
     group.add_argument("--lr", type=float, default=1e-3, help="learning rate at --lr-base-batch images per step")
     group.add_argument("--lr-base-batch", type=int, default=1024,
                        help="lr is scaled linearly: lr * global batch / lr-base-batch (0 disables scaling)")
     group.add_argument("--weight-decay", type=float, default=0.05)
-    group.add_argument("--sched", default="cosine", help="timm scheduler name, stepped every iteration")
+    group.add_argument("--sched", default="cosine", choices=SCHEDULERS, help="timm scheduler, stepped every iteration")
     group.add_argument("--warmup-epochs", type=float, default=20)
     group.add_argument("--warmup-lr", type=float, default=1e-6)
     group.add_argument("--min-lr", type=float, default=1e-5)
@@ -87,9 +94,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="RandomResizedCrop area range (timm's scale)")
     group.add_argument("--color-jitter", type=float, default=0.4)
     group.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
-    group.add_argument("--remode", default="pixel")
+    group.add_argument("--remode", default="pixel", choices=("pixel", "rand", "const"), help="random erasing fill")
     group.add_argument("--recount", type=int, default=1)
-    group.add_argument("--interpolation", default="bicubic")
+    group.add_argument("--interpolation", default="bicubic", choices=INTERPOLATIONS,
+                       help="resize filter of training crops and of evaluation")
     group.add_argument("--no-aug", action="store_true",
                        help="train on resized centre crops without random augmentation (debugging, equivalence tests)")
     group.add_argument("--eval-crop-pct", type=float, default=0.875, help="eval resize = input / crop_pct (256 for 224)")
@@ -113,11 +121,15 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("run")
     group.add_argument("--output-dir", default="output/pretrain")
-    group.add_argument("--resume", default="", help="checkpoint to resume from, or 'auto' for OUTPUT_DIR/checkpoint_last.pth")
+    group.add_argument("--resume", default="", help="checkpoint to resume from, or 'auto' for OUTPUT_DIR/checkpoint_last.pth "
+                                                    "(the newest readable checkpoint of OUTPUT_DIR if that one is damaged)")
+    group.add_argument("--resume-allow-change", nargs="+", default=[], metavar="KEY",
+                       help="options (e.g. lr batch_size) that may differ from the resumed run's config; any other "
+                            "difference stops the run. Epochs, frequencies, workers and paths may always change")
     group.add_argument("--save-every", type=int, default=10, help="keep checkpoint_epochNNNN.pth every N epochs (0: never)")
     group.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and after the last)")
     group.add_argument("--seed", type=int, default=0)
-    group.add_argument("--device", default="cuda", help="cuda or cpu (cpu is used when no GPU is present)")
+    group.add_argument("--device", default="auto", help=DEVICE_HELP)
     group.add_argument("--print-freq", type=int, default=50, help="progress and NaN checks every N steps")
     group.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=False)
     group.add_argument("--benchmark", action="store_true",
@@ -128,32 +140,150 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Flags over YAML over defaults, every value checked (:func:`check_config`) before anything is built."""
     parser = get_args_parser()
     known, _ = parser.parse_known_args(argv)
     if known.config:
         parser.set_defaults(**load_yaml_defaults(known.config, parser))
-    return parser.parse_args(argv)
+    config = parser.parse_args(argv)
+    check_config(config)
+    return config
 
 
 def load_yaml_defaults(path: str, parser: argparse.ArgumentParser) -> Dict:
     """Option values of a YAML file; ``_base_: other.yaml`` or a list of files (relative to the file,
-    later ones overriding earlier ones) is read first and overridden, as OpenMMLab configs do."""
+    later ones overriding earlier ones) is read first and overridden, as OpenMMLab configs do. Each
+    value goes through the same type and choice checks as its command-line flag."""
     values = read_yaml_chain(Path(path))
-    known = {action.dest for action in parser._actions}
-    unknown = sorted(set(values) - known)
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    unknown = sorted(set(values) - set(actions))
     if unknown:
-        raise ValueError(f"{path}: unknown option(s) {unknown}; options are the command-line flags with '_' for '-'")
+        hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, actions, 1)) else key
+                 for key in unknown]
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(hints)}; options are the command-line flags with "
+                          f"'_' for '-' (python tools/train.py --help)")
+    problems = []
+    for key, value in values.items():
+        try:
+            values[key] = _yaml_value(actions[key], value)
+        except ValueError as error:
+            problems.append(f"{key}: {error}")
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
     return values
+
+
+def _is_flag(action: argparse.Action) -> bool:
+    return isinstance(action, (argparse.BooleanOptionalAction, argparse._StoreTrueAction,
+                               argparse._StoreFalseAction))
+
+
+def _convert(action: argparse.Action, value: Any) -> Any:
+    """One YAML scalar as its flag's ``type`` would parse it (YAML reads 1e-3 as a string)."""
+    kind = action.type or str
+    if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
+        raise ValueError(f"{value!r} is not a{'n' if kind is int else ''} {kind.__name__}")
+    if kind is str:
+        if not isinstance(value, (str, int, float)):
+            raise ValueError(f"{value!r} is not a string")
+        return str(value)
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{value!r} is not an integer")
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
+
+
+def _yaml_value(action: argparse.Action, value: Any) -> Any:
+    if _is_flag(action):
+        if not isinstance(value, bool):
+            raise ValueError(f"{value!r} is not true or false")
+        return value
+    if isinstance(action, KeyValueAction):
+        if not isinstance(value, dict):
+            raise ValueError(f"{value!r} is not a mapping of keyword: value")
+        return value
+    if isinstance(action.nargs, int) or action.nargs in ("+", "*"):
+        if value is None and action.default is None:
+            return None
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{value!r} is not a list")
+        if isinstance(action.nargs, int) and len(value) != action.nargs:
+            raise ValueError(f"{value!r} does not have {action.nargs} values")
+        return [_convert(action, item) for item in value]
+    converted = _convert(action, value)
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(f"{value!r} is not one of {', '.join(map(str, action.choices))}")
+    return converted
+
+
+# (option, check, what it must be): the ranges every run is checked against before anything is built.
+_RANGES = [
+    ("num_classes", lambda v: v >= 2, ">= 2"), ("workers", lambda v: v >= 0, ">= 0"),
+    ("max_bad_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"), ("input_size", lambda v: v > 0, "> 0"),
+    ("drop_path", lambda v: 0 <= v < 1, "in [0, 1)"), ("model_ema_decay", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("epochs", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("eval_batch_size", lambda v: v >= 0, ">= 0 (0: the batch size)"), ("opt_eps", lambda v: v > 0, "> 0"),
+    ("opt_betas", lambda v: all(0 <= b < 1 for b in v), "two values in [0, 1)"), ("lr", lambda v: v > 0, "> 0"),
+    ("lr_base_batch", lambda v: v >= 0, ">= 0 (0: no scaling)"), ("weight_decay", lambda v: v >= 0, ">= 0"),
+    ("warmup_epochs", lambda v: v >= 0, ">= 0"), ("warmup_lr", lambda v: v >= 0, ">= 0"),
+    ("min_lr", lambda v: v >= 0, ">= 0"), ("clip_grad", lambda v: v >= 0, ">= 0 (0: no clipping)"),
+    ("crop_scale", lambda v: 0 < v[0] <= v[1] <= 1, "two values 0 < low <= high <= 1"),
+    ("color_jitter", lambda v: v >= 0, ">= 0"), ("reprob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("recount", lambda v: v >= 1, ">= 1"), ("eval_crop_pct", lambda v: 0 < v <= 1, "in (0, 1]"),
+    ("smoothing", lambda v: 0 <= v < 1, "in [0, 1)"), ("mix_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("mixup", lambda v: v >= 0, ">= 0 (0: off)"), ("cutmix", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("cutmix_minmax", lambda v: v is None or 0 < v[0] <= v[1] <= 1, "two values 0 < low <= high <= 1"),
+    ("mixup_switch_prob", lambda v: 0 <= v <= 1, "in [0, 1]"), ("maskmix_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("mask_patch_size", lambda v: v > 0, "> 0"), ("maskmix_beta", lambda v: v > 0, "> 0"),
+    ("save_every", lambda v: v >= 0, ">= 0 (0: never)"), ("eval_every", lambda v: v >= 1, ">= 1"),
+    ("print_freq", lambda v: v >= 1, ">= 1"), ("benchmark_steps", lambda v: v >= 1, ">= 1"),
+    ("benchmark_warmup", lambda v: v >= 0, ">= 0"),
+]
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_config(config: argparse.Namespace) -> None:
+    """Every problem of a resolved configuration in one :class:`ConfigError`, before any work: ranges,
+    names timm must know, and the files it names."""
+    import timm
+    import timm.optim
+
+    import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
+
+    problems = [f"{flag(key)} {getattr(config, key)} must be {what}" for key, check, what in _RANGES
+                if not check(getattr(config, key))]
+    if not timm.is_model(config.model):
+        close = difflib.get_close_matches(config.model, timm.list_models(), 3)
+        problems.append(f"--model {config.model!r} is not a timm model" + (f" (did you mean {', '.join(close)}?)"
+                                                                           if close else ""))
+    optimizers = timm.optim.list_optimizers()
+    if config.opt.lower() not in optimizers:
+        close = difflib.get_close_matches(config.opt.lower(), optimizers, 3)
+        problems.append(f"--opt {config.opt!r} is not a timm optimizer" + (f" (did you mean {', '.join(close)}?)"
+                                                                           if close else ""))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    if config.class_map and not Path(config.class_map).is_file():
+        raise InputNotFoundError(f"--class-map {config.class_map!r} does not exist (a file of class folder names, "
+                                 f"one per line)")
 
 
 def read_yaml_chain(file: Path, seen: tuple = ()) -> Dict:
     if not file.is_file():
-        raise FileNotFoundError(f"config file {str(file)!r} does not exist")
+        raise InputNotFoundError(f"config file {str(file)!r} does not exist")
     if file.resolve() in seen:
-        raise ValueError(f"{file}: _base_ chain loops back on itself")
-    values = yaml.safe_load(file.read_text()) or {}
+        raise ConfigError(f"{file}: _base_ chain loops back on itself")
+    try:
+        values = yaml.safe_load(file.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{file} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(values, dict):
-        raise ValueError(f"{file}: expected a mapping of option: value, got {type(values).__name__}")
+        raise ConfigError(f"{file}: expected a mapping of option: value, got {type(values).__name__}")
     base = values.pop("_base_", None)
     if base is None:
         return values

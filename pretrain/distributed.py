@@ -8,6 +8,10 @@ from typing import Any, List
 import torch
 import torch.distributed as dist
 
+from .errors import ConfigError
+
+DEVICE_HELP = "auto (the GPU when CUDA works, else the CPU), cuda, cuda:N or cpu"
+
 
 @dataclass
 class DistInfo:
@@ -25,18 +29,35 @@ class DistInfo:
         return self.world_size > 1
 
 
+def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
+    """The device ``requested`` names (see DEVICE_HELP); under torchrun 'cuda' means this process's
+    GPU. Asking for CUDA where there is none is an error, never a silent fall-back to the CPU."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cpu":
+        return torch.device("cpu")
+    if requested == "cuda" or requested.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {requested}: CUDA is not available here (torch {torch.__version__}, "
+                              f"{'no GPU found' if torch.version.cuda else 'a CPU-only build'}); use --device cpu "
+                              f"or --device auto")
+        index = local_rank if requested == "cuda" else int(requested.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s)")
+        return torch.device("cuda", index)
+    raise ConfigError(f"--device {requested!r}: expected {DEVICE_HELP}")
+
+
 def init_distributed(requested_device: str) -> DistInfo:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); NCCL on GPUs, gloo on
     CPU. Without torchrun this is a single process."""
-    use_cuda = requested_device.startswith("cuda") and torch.cuda.is_available()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(requested_device, local_rank)
+    use_cuda = device.type == "cuda"
     if use_cuda:
-        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=device if use_cuda else None)
     return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank, device=device)

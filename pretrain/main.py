@@ -16,48 +16,61 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import timm
 import torch
 
-from mixpro import BatchMixer
-
 from . import checkpoint as ckpt
-from .builder import build_data, build_model, build_training, start_process
+from .builder import TrainingParts, build_data, build_mixer, build_model, build_training, start_process
 from .config import to_yaml
 from .data import BadImageCounter, SyntheticBatches, set_epoch
 from .distributed import DistInfo, all_gather_objects, cleanup
 from .engine import StepOptions, evaluate, train_one_epoch
+from .errors import ConfigError
+from .resume import (ConfigDiff, check_fresh_start, compare_configs, describe, find_checkpoint, reconcile_log,
+                     remove_stale_temporaries)
 
 _logger = logging.getLogger("pretrain")
 
 
-def resume_from(path: Path, model, optimizer, scheduler, scaler, model_ema, mixer: BatchMixer,
-                dist_info: DistInfo) -> Dict:
-    state = ckpt.load_checkpoint(path)
+def restore(state: Dict, diff: ConfigDiff, model, parts: TrainingParts, dist_info: DistInfo,
+            steps_per_epoch: int) -> None:
+    """Load the resumed state into what this command line built. Hyperparameters stay this command
+    line's (they equal the saved ones unless --resume-allow-change let them differ); the scheduler,
+    built for this command line's epochs, is positioned at the resumed step."""
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["scaler"])
-    if model_ema is not None:
-        if "model_ema" not in state:
-            raise ValueError(f"{path} has no EMA weights but --model-ema is on")
-        model_ema.module.load_state_dict(state["model_ema"])
+    optimizer = parts.optimizer
+    if "opt" in diff.allowed:
+        _logger.warning("optimizer state not restored: --opt changed from %s to %s", *diff.allowed["opt"])
+    else:
+        hyperparameters = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+        optimizer.load_state_dict(state["optimizer"])
+        for group, own in zip(optimizer.param_groups, hyperparameters):
+            group.update(own)
+    parts.scheduler.step_update(num_updates=(state["epoch"] + 1) * steps_per_epoch)
+    parts.scaler.load_state_dict(state["scaler"])
+    if parts.model_ema is not None:
+        if "model_ema" in state:
+            parts.model_ema.module.load_state_dict(state["model_ema"])
+        else:
+            parts.model_ema.module.load_state_dict(state["model"])
+            _logger.warning("the checkpoint has no EMA weights: the EMA starts from the resumed weights")
     saved_world = len(state["rng"])
     if saved_world == dist_info.world_size:
         ckpt.set_rng_state(state["rng"][dist_info.rank])
-        mixer.load_state_dict(state["mixer"][dist_info.rank])
+        parts.mixer.load_state_dict(state["mixer"][dist_info.rank])
     else:
         _logger.warning("checkpoint was written by %d processes, this run has %d: random streams restart, so the "
                         "resumed run is not a bit-exact continuation", saved_world, dist_info.world_size)
-    _logger.info("resumed from %s (completed epoch %d)", path, state["epoch"])
-    return state
 
 
 def main(config: argparse.Namespace) -> Dict:
     """Train, then leave the process group. Everything built by ``train`` (the DDP wrapper above all)
     is released first: a DDP reducer outliving its process group can hang the process at exit."""
+    if not config.benchmark and not config.data_path:
+        raise ConfigError("--data-path is required: the dataset root holding train/ and val/ class folders (or "
+                          "train.tar and val.tar); --benchmark measures speed without data")
     try:
         return benchmark(config) if config.benchmark else train(config)
     finally:
@@ -98,20 +111,38 @@ def benchmark(config: argparse.Namespace) -> Dict:
 def train(config: argparse.Namespace) -> Dict:
     dist_info, output_dir = start_process(config)
     device = dist_info.device
+    resumed = find_checkpoint(config.resume, output_dir)
+    diff, resume_entry, history = ConfigDiff(), None, []  # history: every resume of the run, with its changes
+    if resumed is None:
+        check_fresh_start(output_dir)
+    else:
+        diff = compare_configs(resumed[1]["config"], config, len(resumed[1]["rng"]), dist_info.world_size)
+        resume_entry = {"epoch": resumed[1]["epoch"] + 1, "from": str(resumed[0]), "changes": diff.changes}
+        history = resumed[1].get("config_history", []) + [resume_entry]
+    if dist_info.is_main:
+        remove_stale_temporaries(output_dir)
 
     model = build_model(config)
+    mixer = build_mixer(config, model)
     data = build_data(config, model, dist_info)
     train_loader, val_loader, pipeline = data.train_loader, data.val_loader, data.pipeline
-    parts = build_training(config, model, dist_info, len(train_loader))
-    mixer, optimizer, scheduler, scaler, model_ema, train_model = (
-        parts.mixer, parts.optimizer, parts.scheduler, parts.scaler, parts.model_ema, parts.train_model)
+    parts = build_training(config, model, dist_info, len(train_loader), mixer)
+    optimizer, scheduler, scaler, model_ema, train_model = (
+        parts.optimizer, parts.scheduler, parts.scaler, parts.model_ema, parts.train_model)
     lr, global_batch = parts.lr, parts.global_batch
 
     start_epoch, best_top1 = 0, None
-    resume_path = ckpt.resolve_resume(config.resume, output_dir)
-    if resume_path is not None:
-        state = resume_from(resume_path, model, optimizer, scheduler, scaler, model_ema, mixer, dist_info)
+    if resumed is not None:
+        path, state = resumed
+        describe(diff, path, state)
+        restore(state, diff, model, parts, dist_info, len(train_loader))
         start_epoch, best_top1 = state["epoch"] + 1, state.get("best_top1")
+        if dist_info.is_main:
+            reconcile_log(output_dir, state)
+        if start_epoch >= config.epochs:
+            _logger.info("the run has completed its %d epochs: nothing to train (pass a larger --epochs to extend "
+                         "its schedule)", config.epochs)
+        del resumed, state  # the optimizer state on the host is no longer needed
 
     n_parameters = sum(p.numel() for p in model.parameters())
     _logger.info("model %s: %.2fM parameters; mixer %s", config.model, n_parameters / 1e6, mixer)
@@ -120,8 +151,9 @@ def train(config: argparse.Namespace) -> Dict:
                      config.lr_base_batch)
     else:
         _logger.info("lr %.3g, not scaled with the global batch of %d", lr, global_batch)
-    _logger.info("%d train / %d val images, %d steps per epoch, %d processes on %s, %s data pipeline",
-                 len(data.train_set), len(data.val_set), len(train_loader), dist_info.world_size, device, pipeline)
+    _logger.info("%d train / %d val images, %d steps per epoch, %d processes on %s%s, %s data pipeline",
+                 len(data.train_set), len(data.val_set), len(train_loader), dist_info.world_size, device,
+                 " (chosen by --device auto)" if config.device == "auto" else "", pipeline)
     if pipeline == "gpu" and config.compile and config.compile_mode == "default":
         _logger.info("torch.compile's default mode launches the step's kernels from Python, which the GPU data "
                      "path's threads slow down: --compile-mode reduce-overhead trains faster (docs/benchmarks.md)")
@@ -144,9 +176,10 @@ def train(config: argparse.Namespace) -> Dict:
         stats = train_one_epoch(train_model, train_loader, mixer, optimizer, scheduler, scaler, device, epoch,
                                 options, bad_images, model_ema=model_ema, show_progress=dist_info.is_main)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
-            stats.update(evaluate(model, val_loader, device, options))
+            stats.update(evaluate(model, val_loader, device, options, show_progress=dist_info.is_main))
             if model_ema is not None:
-                stats.update({f"ema_{k}": v for k, v in evaluate(model_ema.module, val_loader, device, options).items()})
+                stats.update({f"ema_{k}": v for k, v in evaluate(model_ema.module, val_loader, device, options,
+                                                                 show_progress=dist_info.is_main).items()})
         top1 = stats.get("val_top1")
         improved = top1 is not None and (best_top1 is None or top1 > best_top1)
         if improved:
@@ -154,8 +187,10 @@ def train(config: argparse.Namespace) -> Dict:
         record = {"epoch": epoch, **stats, "best_top1": best_top1, "n_parameters": n_parameters,
                   "global_batch": global_batch, "recipe": config.recipe, "data_pipeline": pipeline,
                   "time": time.time()}
-        save_training_state(output_dir, epoch, record, config, model, optimizer, scheduler, scaler, model_ema,
-                            mixer, dist_info, best_top1, improved, (epoch + 1) * len(train_loader))
+        if resume_entry is not None and epoch == start_epoch:
+            record["resumed"] = resume_entry
+        save_training_state(output_dir, epoch, record, config, model, parts, dist_info, best_top1, improved,
+                            (epoch + 1) * len(train_loader), history)
         if dist_info.is_main:
             with open(output_dir / "log.jsonl", "a") as log:
                 log.write(json.dumps(record) + "\n")
@@ -169,22 +204,24 @@ def train(config: argparse.Namespace) -> Dict:
     return record
 
 
-def save_training_state(output_dir: Path, epoch: int, record: Dict, config, model, optimizer, scheduler, scaler,
-                        model_ema, mixer: BatchMixer, dist_info: DistInfo, best_top1: Optional[float],
-                        improved: bool, step: int) -> None:
-    """Every rank contributes its RNG and mixer state; rank 0 writes last / best / every-N atomically."""
+def save_training_state(output_dir: Path, epoch: int, record: Dict, config, model, parts: TrainingParts,
+                        dist_info: DistInfo, best_top1: Optional[float], improved: bool, step: int,
+                        config_history: List[Dict]) -> None:
+    """Every rank contributes its RNG and mixer state; rank 0 writes last / best / every-N atomically.
+    The epoch's log record travels inside, so a kill before the log line is written loses nothing."""
     rng_states = all_gather_objects(ckpt.rng_state())
-    mixer_states = all_gather_objects(mixer.state_dict())
+    mixer_states = all_gather_objects(parts.mixer.state_dict())
     if not dist_info.is_main:
         return
     state = {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict(), "epoch": epoch, "step": step, "best_top1": best_top1,
-        "metrics": {k: v for k, v in record.items() if isinstance(v, (int, float)) and v is not None},
-        "rng": rng_states, "mixer": mixer_states, "config": vars(config).copy(),
+        "model": model.state_dict(), "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(), "epoch": epoch, "step": step,
+        "best_top1": best_top1, "metrics": {k: v for k, v in record.items() if isinstance(v, (int, float))},
+        "record": record, "rng": rng_states, "mixer": mixer_states, "config": vars(config).copy(),
+        "config_history": config_history,
     }
-    if model_ema is not None:
-        state["model_ema"] = model_ema.module.state_dict()
+    if parts.model_ema is not None:
+        state["model_ema"] = parts.model_ema.module.state_dict()
     ckpt.save_atomic(state, output_dir / ckpt.LAST)
     if improved:
         ckpt.save_atomic(state, output_dir / ckpt.BEST)

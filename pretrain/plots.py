@@ -8,6 +8,8 @@ from typing import Dict, List, Sequence
 
 import matplotlib
 
+from .errors import InputNotFoundError, UserError
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -15,10 +17,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 def read_log(path: Path) -> List[Dict]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"log {path} does not exist (pretraining writes OUTPUT_DIR/log.jsonl)")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        raise InputNotFoundError(f"log {path} does not exist (pretraining writes OUTPUT_DIR/log.jsonl)")
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or "epoch" not in row:
+            raise UserError(f"log {path} line {number} is not an epoch record of tools/train.py's log.jsonl")
+        rows.append(row)
     if not rows:
-        raise ValueError(f"log {path} has no epochs yet")
+        raise UserError(f"log {path} has no epochs yet")
     return rows
 
 

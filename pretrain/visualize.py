@@ -21,14 +21,18 @@ from mixpro import BatchMixer, ClsAttention, attention_site  # noqa: E402
 
 from .data.gpu.augment import DeviceAugment  # noqa: E402
 from .data.gpu.plan import plan_from_transform  # noqa: E402
+from .errors import ConfigError, InputNotFoundError, UserError  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def load_images(folder: Path, size: int = 224, limit: int = 6) -> torch.Tensor:
+    if not Path(folder).is_dir():
+        raise InputNotFoundError(f"image folder {folder} does not exist")
     paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if len(paths) < 2:
-        raise ValueError(f"{folder} needs at least two images to mix, found {len(paths)}")
+        raise UserError(f"{folder} needs at least two images ({', '.join(sorted(IMAGE_SUFFIXES))}) to mix, "
+                        f"found {len(paths)}")
     prepare = transforms.Compose([transforms.Resize(size), transforms.CenterCrop(size), transforms.ToTensor()])
     return torch.stack([prepare(Image.open(path).convert("RGB")) for path in paths])
 
@@ -36,10 +40,14 @@ def load_images(folder: Path, size: int = 224, limit: int = 6) -> torch.Tensor:
 def mixing_figure(images: torch.Tensor, model: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor,
                   out: Path, mask_patch_size: int = 64, seed: int = 0, title: str = "") -> Path:
     """Rows: originals, MaskMix (cell borders), CutMix (box), class attention on the MaskMix images."""
-    site = attention_site(model)
     size = images.shape[-1]
-    mixer = BatchMixer(1000, patch_size=site.patch_size, mask_patch_size=mask_patch_size, maskmix_prob=1.0,
-                       partner="flip", seed=seed, generator=torch.Generator().manual_seed(seed))
+    try:
+        site = attention_site(model)
+        mixer = BatchMixer(1000, patch_size=site.patch_size, mask_patch_size=mask_patch_size, maskmix_prob=1.0,
+                           partner="flip", seed=seed, generator=torch.Generator().manual_seed(seed))
+        mixer.check_image_size((size, size))
+    except (TypeError, ValueError) as error:  # no class-attention adapter, or cells that do not fit the images
+        raise ConfigError(f"{error} (--mask-patch-size {mask_patch_size}, {size}-px images)") from None
     labels = torch.zeros(images.shape[0], dtype=torch.long)
     maskmix = mixer(images, labels, kind="maskmix")
     cutmix = mixer(images, labels, kind="cutmix")
@@ -93,15 +101,16 @@ def augment_grid(paths: Sequence[Path], cpu_transform: Callable, size: int, samp
                  seed: int = 0, same_seed: bool = False) -> Image.Image:
     """One row per photo: ``samples`` draws of the CPU path (``cpu_transform``, timm's in the loader
     workers) on the left, ``samples`` draws of the GPU path (the same recipe's device plan) on the right.
-    With ``same_seed`` column k of both halves shares one seed, hence the same parameters."""
+    With ``same_seed`` column k of both halves shares one seed, hence the same parameters. Both halves
+    decode with PIL; the right one's title names the device that augmented it."""
     plan = plan_from_transform(cpu_transform)
     augment = DeviceAugment(plan, device)
-    where = "on the device" if device.type == "cuda" else "by the device ops on the CPU"
     gap, label = 8, 18
     grid = Image.new("RGB", (2 * samples * size + gap, label + len(paths) * size), "white")
     draw = ImageDraw.Draw(grid)
     draw.text((4, 3), "CPU path (timm in the loader workers)", fill="black")
-    draw.text((samples * size + gap + 4, 3), f"GPU path (decoded and augmented {where})", fill="black")
+    gpu_title = f"GPU path ({device})" if device.type == "cuda" else f"GPU path's CPU fallback ({device})"
+    draw.text((samples * size + gap + 4, 3), gpu_title, fill="black")
     for row, path in enumerate(paths):
         with Image.open(path) as opened:
             image = opened.convert("RGB")

@@ -8,9 +8,10 @@ from typing import Dict, List, Optional
 
 import torch
 
-from pretrain.checkpoint import load_model
 from pretrain.data import choose_pipeline, reserve_hardware_queues
-from pretrain.distributed import cleanup, init_distributed
+from pretrain.distributed import DEVICE_HELP, cleanup, init_distributed
+from pretrain.errors import ConfigError, InputNotFoundError, UserError
+from pretrain.inference import REFERENCE_EVAL, load_model, read_model_spec
 
 from . import data
 from .evaluate import Settings, evaluate_ood, evaluate_shifted, evaluate_val
@@ -36,8 +37,11 @@ def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.N
                                           "sets then use all of them)")
     parser.add_argument("--names", nargs=3, metavar=("VAL", "SHIFTED", "OOD"),
                         help="names of the three sets in the report (default: ImageNet val, IN-A, IN-O)")
-    parser.add_argument("--crop-pct", type=float, default=0.875,
-                        help="evaluation resize = model input size / crop_pct, then centre crop (256 -> 224)")
+    parser.add_argument("--eval-transform", choices=("checkpoint", "reference"), default="checkpoint",
+                        help="checkpoint: each model's own validation resize (interpolation and crop pct of its "
+                             "training config, timm's pretrained config for TIMM_NAME=WEIGHTS), so clean top-1 "
+                             "equals pretraining's val top-1; reference: bilinear resize to input / 0.875 and "
+                             "centre crop, as the robustness reference code")
     parser.add_argument("--dino", help="local DINO ViT-S/16 weights (vit_small_patch16_224.dino) for saliency; "
                                        "without them each model's own class attention is used")
     parser.add_argument("--out", required=True, help="report folder")
@@ -50,32 +54,53 @@ def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.N
                         help="side in px of the patches of random dropping (16: the reference's 196 at 224 px); "
                              "salient / non-salient dropping uses the saliency map's cells")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--data-pipeline", choices=("auto", "cpu", "gpu"), default="auto",
                         help="gpu: workers read bytes, the GPU decodes (nvjpeg) and resizes batches; "
                              "auto: gpu on a CUDA device whose torchvision has nvjpeg")
     args = parser.parse_args(argv)
-    if not 0.0 < args.crop_pct <= 1.0:
-        parser.error(f"--crop-pct must be in (0, 1], got {args.crop_pct}")
+    for name in ("batch_size", "repeats", "random_patch_size"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.workers < 0:
+        parser.error(f"--workers must be >= 0, got {args.workers}")
     return args
 
 
-def check_inputs(args: argparse.Namespace) -> None:
+def check_inputs(args: argparse.Namespace) -> Dict[str, Dict]:
+    """Every input and output of the run, before the first image is read: data folders, the report
+    folder (writable), and every checkpoint (readable, a known architecture). Returns each
+    checkpoint's metadata."""
     for key, (flags, _) in BENCHMARKS.items():
         root = getattr(args, key)
         if root and not Path(root).is_dir():
-            raise SystemExit(f"error: {flags.split()[0]} {root} does not exist")
+            raise InputNotFoundError(f"{flags.split()[0]} {root} does not exist or is not a folder")
     if args.ood and not args.val:
-        raise SystemExit("error: --ood needs --val: the in-distribution images of the OOD benchmark are the val "
-                         "images of its classes (for ImageNet-O, ImageNet val images of its 200 classes)")
-    for spec in args.checkpoint:
-        path = spec.partition("=")[2] or spec
-        if not Path(path).is_file():
-            raise SystemExit(f"error: checkpoint {path} does not exist")
+        raise ConfigError("--ood needs --val: the in-distribution images of the OOD benchmark are the val "
+                          "images of its classes (for ImageNet-O, ImageNet val images of its 200 classes)")
+    if not any(getattr(args, key) for key in BENCHMARKS):
+        raise ConfigError("no data given: pass at least one of --val, --shifted, --ood")
     if args.dino and not Path(args.dino).is_file():
-        raise SystemExit(f"error: --dino {args.dino} does not exist")
+        raise InputNotFoundError(f"--dino {args.dino} does not exist")
     if args.classes and not Path(args.classes).is_file():
-        raise SystemExit(f"error: --classes {args.classes} does not exist")
+        raise InputNotFoundError(f"--classes {args.classes} does not exist")
+    check_writable(Path(args.out))
+    metas = {}
+    for spec in args.checkpoint:
+        meta = read_model_spec(spec)
+        meta.pop("weights", None)
+        metas[spec] = meta
+    return metas
+
+
+def check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot write the report there ({error.strerror})") from None
 
 
 def check_model(model, spec: str, space: data.LabelSpace, classes_file: Optional[str], dino) -> None:
@@ -83,11 +108,21 @@ def check_model(model, spec: str, space: data.LabelSpace, classes_file: Optional
     outputs = getattr(model.model, "num_classes", None)
     if outputs != len(space.classes):
         where = f"--classes {classes_file}" if classes_file else "ImageNet-1k (no --classes given)"
-        raise SystemExit(f"error: {spec} predicts {outputs} classes but the label space, {where}, has "
-                         f"{len(space.classes)}")
+        raise ConfigError(f"{spec} predicts {outputs} classes but the label space, {where}, has "
+                          f"{len(space.classes)}")
     if dino is not None and model.input_size != dino.input_size:
-        raise SystemExit(f"error: --dino saliency is computed at {dino.input_size} px, {spec} takes "
-                         f"{model.input_size}-px images: leave out --dino to use its own attention")
+        raise ConfigError(f"--dino saliency is computed at {dino.input_size} px, {spec} takes "
+                          f"{model.input_size}-px images: leave out --dino to use its own attention")
+
+
+def check_label_spaces(metas: Dict[str, Dict], space: data.LabelSpace, classes_file: Optional[str]) -> None:
+    """Class counts known from the metadata, checked before any evaluation (timm weights are checked
+    once built)."""
+    for spec, meta in metas.items():
+        if meta.get("num_classes") not in (None, len(space.classes)):
+            where = f"--classes {classes_file}" if classes_file else "ImageNet-1k (no --classes given)"
+            raise ConfigError(f"{spec} predicts {meta['num_classes']} classes but the label space, {where}, has "
+                              f"{len(space.classes)}")
 
 
 def build_sets(args: argparse.Namespace, space: data.LabelSpace, titles: Dict[str, str]) -> Dict[str, data.EvalSet]:
@@ -104,13 +139,14 @@ def build_sets(args: argparse.Namespace, space: data.LabelSpace, titles: Dict[st
 
 def main(description: str, argv: Optional[List[str]] = None) -> Dict:
     args = parse_args(description, argv)
-    check_inputs(args)
+    metas = check_inputs(args)
     titles = dict(zip(BENCHMARKS, args.names)) if args.names else dict(IMAGENET_TITLES)
     reserve_hardware_queues(args.data_pipeline)
     dist_info = init_distributed(args.device)
     logging.basicConfig(level=logging.INFO if dist_info.is_main else logging.WARNING)
     try:
         space = data.read_class_list(args.classes) if args.classes else data.IMAGENET
+        check_label_spaces(metas, space, args.classes)
         sets = build_sets(args, space, titles)
         skipped = {key: f"{what}; no {flags} given" for key, (flags, what) in BENCHMARKS.items()
                    if not getattr(args, key)}
@@ -122,13 +158,15 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
                             data_pipeline=choose_pipeline(args.data_pipeline, device))
         dino = load_model(f"vit_small_patch16_224.dino={args.dino}", device) if args.dino else None
         results: Dict[str, Dict] = {}
+        transforms_used = []
         for spec in args.checkpoint:
             model = load_model(spec, device)
             check_model(model, spec, space, args.classes, dino)
             for evalset in sets.values():
-                evalset.dataset.transform = data.eval_transform(int(round(model.input_size / args.crop_pct)),
-                                                                model.input_size)
+                evalset.dataset.transform = model.eval_transform(args.eval_transform)
             name = model.name if model.name not in results else f"{model.name} ({spec})"
+            interpolation, crop_pct = model.eval_resize(args.eval_transform)
+            transforms_used.append(f"{name} {interpolation} {int(model.input_size / crop_pct)} -> {model.input_size}")
             results[name] = {}
             if "val" in sets:
                 results[name]["val"] = evaluate_val(model, sets["val"], settings, dino)
@@ -140,8 +178,11 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
         notes = [f"checkpoints: {', '.join(args.checkpoint)}",
-                 f"label space: {args.classes or 'ImageNet-1k'}; evaluation resize input / {args.crop_pct}, "
-                 f"centre crop to each model's input size",
+                 f"label space: {args.classes or 'ImageNet-1k'}",
+                 f"evaluation transform ({'--eval-transform ' + args.eval_transform}: "
+                 + ("each model's own validation resize" if args.eval_transform == "checkpoint" else
+                    f"the reference code's {REFERENCE_EVAL['interpolation']} resize to input / "
+                    f"{REFERENCE_EVAL['crop_pct']}") + f", then centre crop): {'; '.join(transforms_used)}",
                  f"saliency: {'DINO ViT-S/16 head 1 from ' + args.dino if args.dino else 'each model’s own class attention (no --dino given)'}",
                  "calibration error: RMS over adaptive bins of 100 images, all bins including the last",
                  f"random dropping: {'per image' if args.per_image else 'one index set per batch (as the reference)'}, "

@@ -4,9 +4,10 @@ for any other label space given as a list of class folder names (:func:`custom_l
 
 Folders are matched to classes by their name (the wnid for ImageNet), never by ImageFolder's own
 numbering (a partial copy of ImageNet-A would otherwise shift every label). A folder whose name is
-not a class of the set is an error that names it. Images come out as float tensors in [0, 1] after
-resize 256 / centre crop 224 (the reference protocol; :func:`eval_transform` for other sizes);
-normalisation happens on the device, after occlusion.
+not a class of the set is an error that names it. Images come out as float tensors in [0, 1]; the
+report gives each model its own evaluation transform (``LoadedModel.eval_transform``), the sets'
+default is the reference protocol's bilinear resize 256 / centre crop 224. Normalisation happens on
+the device, after occlusion.
 """
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from torchvision import transforms
-
 from pretrain.data import RobustImageDataset
+from pretrain.data.transforms import eval_transform
+from pretrain.errors import ConfigError, InputNotFoundError
 
 META = Path(__file__).parent / "meta"
 _logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ def custom_label_space(classes: Sequence[str]) -> LabelSpace:
     classes = list(classes)
     repeated = sorted({name for name in classes if classes.count(name) > 1})
     if not classes or repeated:
-        raise ValueError(f"a class list needs distinct names, at least one: repeated {repeated}" if classes
+        raise ConfigError(f"a class list needs distinct names, at least one: repeated {repeated}" if classes
                          else "a class list needs distinct names, at least one: the list is empty")
     return LabelSpace("custom", classes, classes, None, classes, None)
 
@@ -64,17 +65,13 @@ def read_class_list(path) -> LabelSpace:
     """``path``: one class folder name per line, in the order of the model's outputs."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"class list {path} does not exist (one class folder name per line, in logit order)")
+        raise InputNotFoundError(f"class list {path} does not exist (one class folder name per line, in logit order)")
     return custom_label_space([line.strip() for line in path.read_text().splitlines() if line.strip()])
 
 
-def eval_transform(resize: int = 256, crop: int = 224) -> transforms.Compose:
-    """Resize the shorter side, centre crop, to a [0, 1] tensor (no normalisation)."""
-    return transforms.Compose([
-        transforms.Resize(resize, interpolation=transforms.InterpolationMode.BILINEAR),
-        transforms.CenterCrop(crop),
-        transforms.ToTensor(),
-    ])
+def reference_transform(input_size: int = 224):
+    """The reference code's evaluation: bilinear resize to input / 0.875, centre crop, [0, 1] tensor."""
+    return eval_transform(input_size, "bilinear", 0.875)
 
 
 @dataclass
@@ -90,23 +87,24 @@ class EvalSet:
     classes: List[str]
     logit_indices: Optional[List[int]]
     is_ood: bool = False
+    title: str = ""  # the name the report and progress bars show
 
 
 def _class_folders(root: Path, allowed: Optional[Sequence[str]], what: str) -> List[str]:
     """Sorted class folders of ``root``; each must be one of ``allowed`` (None: any name)."""
     example = allowed[0] if allowed else "<class>"
     if not root.is_dir():
-        raise FileNotFoundError(f"{what} root {str(root)!r} does not exist; expected one folder per class, "
+        raise InputNotFoundError(f"{what} root {str(root)!r} does not exist; expected one folder per class, "
                                 f"e.g. {root}/{example}/*.JPEG")
     folders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
     if not folders:
-        raise FileNotFoundError(f"{what} root {str(root)!r} holds no class folders (expected folders such as "
+        raise InputNotFoundError(f"{what} root {str(root)!r} holds no class folders (expected folders such as "
                                 f"{example})")
     if allowed is None:
         return folders
     unknown = sorted(set(folders) - set(allowed))
     if unknown:
-        raise ValueError(f"{what} root {str(root)!r} has folders that are not {what} classes: {unknown[:10]}"
+        raise ConfigError(f"{what} root {str(root)!r} has folders that are not {what} classes: {unknown[:10]}"
                          f"{' ...' if len(unknown) > 10 else ''}")
     return folders
 
@@ -119,7 +117,8 @@ def val_set(root, space: LabelSpace, transform=None, what: str = "val") -> EvalS
     root = Path(root)
     _class_folders(root, space.classes, what)
     mapping = {name: index for index, name in enumerate(space.classes)}
-    return EvalSet("val", _dataset(root, mapping, transform or eval_transform()), space.classes, None)
+    return EvalSet("val", _dataset(root, mapping, transform or reference_transform()), space.classes, None,
+                   title=what)
 
 
 def shifted_set(root, space: LabelSpace, transform=None, what: str = "shifted") -> EvalSet:
@@ -128,8 +127,8 @@ def shifted_set(root, space: LabelSpace, transform=None, what: str = "shifted") 
     root = Path(root)
     _class_folders(root, space.shifted_classes, what)
     mapping = {name: index for index, name in enumerate(space.shifted_classes)}
-    return EvalSet("shifted", _dataset(root, mapping, transform or eval_transform()), space.shifted_classes,
-                   space.shifted_indices)
+    return EvalSet("shifted", _dataset(root, mapping, transform or reference_transform()), space.shifted_classes,
+                   space.shifted_indices, title=what)
 
 
 def ood_set(root, space: LabelSpace, transform=None, what: str = "OOD") -> EvalSet:
@@ -141,8 +140,8 @@ def ood_set(root, space: LabelSpace, transform=None, what: str = "OOD") -> EvalS
     else:
         folders = _class_folders(root, None, what)
     mapping = {name: index for index, name in enumerate(folders)}
-    return EvalSet("ood", _dataset(root, mapping, transform or eval_transform()), space.ood_classes,
-                   space.ood_indices, is_ood=True)
+    return EvalSet("ood", _dataset(root, mapping, transform or reference_transform()), space.ood_classes,
+                   space.ood_indices, is_ood=True, title=what)
 
 
 def ood_in_distribution(val_root, space: LabelSpace, transform=None, what: str = "val") -> EvalSet:
@@ -156,8 +155,8 @@ def ood_in_distribution(val_root, space: LabelSpace, transform=None, what: str =
                         "in-distribution set is incomplete and AUPR is not comparable with published numbers",
                         what, root, len(missing), len(space.ood_classes), missing[:5])
     mapping = {name: index for index, name in enumerate(space.ood_classes)}
-    return EvalSet("ood_in_distribution", _dataset(root, mapping, transform or eval_transform()), space.ood_classes,
-                   space.ood_indices)
+    return EvalSet("ood_in_distribution", _dataset(root, mapping, transform or reference_transform()), space.ood_classes,
+                   space.ood_indices, title=what)
 
 
 IMAGENET = LabelSpace("imagenet", IMAGENET_WNIDS, IMAGENET_A_WNIDS, IMAGENET_A_INDICES, IMAGENET_O_WNIDS,

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from mixpro import ClsAttention, find_attention_site
-from pretrain.checkpoint import LoadedModel
+from pretrain.inference import LoadedModel
 from pretrain.data import create_loader
 from pretrain.distributed import all_gather_objects, all_reduce_sum
 
@@ -81,7 +81,7 @@ def evaluate_val(model: LoadedModel, evalset: EvalSet, settings: Settings,
     total = 0
     loader = _loader(evalset, settings, device)
     with torch.no_grad():
-        for images, labels, _ in tqdm(loader, desc=f"{model.name} imagenet val", disable=not settings.show_progress):
+        for images, labels, _ in tqdm(loader, desc=f"{model.name} {evalset.title or evalset.name}", disable=not settings.show_progress):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
             clean = model.logits(images, settings.amp)
             saliency = None
@@ -128,7 +128,7 @@ def predictions(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dic
     parts: Dict[str, List[torch.Tensor]] = {"confidence": [], "prediction": [], "label": []}
     loader = _loader(evalset, settings, device)
     with torch.no_grad():
-        for images, labels, _ in tqdm(loader, desc=f"{model.name} {evalset.name}", disable=not settings.show_progress):
+        for images, labels, _ in tqdm(loader, desc=f"{model.name} {evalset.title or evalset.name}", disable=not settings.show_progress):
             logits = model.logits(images.to(device, non_blocking=True), settings.amp)
             if columns is not None:
                 logits = logits[:, columns]  # slice to the set's classes before softmax / argmax

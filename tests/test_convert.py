@@ -104,7 +104,8 @@ def test_training_checkpoint_is_accepted(tmp_path):
     torch.manual_seed(0)
     pvt = timm.create_model("pvt_tiny")
     path = tmp_path / "checkpoint_last.pth"
-    save_atomic({"model": pvt.state_dict(), "config": {"model": "pvt_tiny", "recipe": "transmix"}, "epoch": 3}, path)
+    save_atomic({"model": pvt.state_dict(), "config": {"model": "pvt_tiny", "recipe": "transmix", "num_classes": 1000,
+                                                            "input_size": 224}, "epoch": 3}, path)
     backbone = pretrained(StrictLoadPVT, {**PVT_S, "num_layers": [2, 2, 2, 2]}, path)
     merged = torch.cat([pvt.block1[0].attn.q.weight, pvt.block1[0].attn.kv.weight])
     assert torch.equal(backbone.layers[0][1][1].attn.attn.in_proj_weight, merged)

@@ -15,6 +15,7 @@ from pycocotools import mask as mask_utils
 
 from demo import digits
 from demo.pipeline import MARKER, prepare_output
+from pretrain.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +81,7 @@ def test_output_folder_is_fresh_or_refused(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("")
-    with pytest.raises(SystemExit, match="was not written by the demo"):
+    with pytest.raises(UserError, match="was not written by the demo"):
         prepare_output(foreign)
     assert (foreign / "thesis.tex").exists()
 

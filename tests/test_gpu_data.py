@@ -25,7 +25,7 @@ from pretrain.data.gpu.ops import auto_contrast_lut, equalize_lut, grey_mean
 from pretrain.data.gpu.plan import OP_INDEX, OP_NAMES, UnsupportedTransform, plan_from_transform
 from pretrain.data.gpu.resample import resample_boxes
 from pretrain.main import main
-from robustness.data import eval_transform
+from pretrain.data.transforms import eval_transform
 
 sys.path.insert(0, str(Path(__file__).parent))
 from imagefolder import make_image_folder  # noqa: E402
@@ -245,7 +245,7 @@ def test_resampling_matches_pil(interpolation, device):
         regions.append((top, left, h, w))
         grids.append((56, 56, 0, 0))
         expected.append(TF.pil_to_tensor(TF.resized_crop(image, top, left, h, w, [56, 56], mode)))
-    plan = plan_from_transform(eval_transform(64, 56))
+    plan = plan_from_transform(eval_transform(56, "bilinear", 0.875))
     for image in images:
         expected.append(TF.pil_to_tensor(TF.center_crop(TF.resize(image, 64, mode), 56)))
         regions.append(plan.sample(image)[0:4])
@@ -269,7 +269,7 @@ def test_eval_plans_match_cpu_eval_transforms(device):
     config = parse_args(["--input-size", "64", "--eval-crop-pct", "0.875"])
     _, timm_eval = build_transforms(config, torch.nn.Identity())
     images = photos()
-    for transform, scale in ((timm_eval, torch.tensor(STD).view(1, 3, 1, 1) * 255), (eval_transform(73, 64), 255)):
+    for transform, scale in ((timm_eval, torch.tensor(STD).view(1, 3, 1, 1) * 255), (eval_transform(64, "bilinear", 0.875), 255)):
         plan = plan_from_transform(transform)
         result = run_device(plan, images, [plan.sample(image) for image in images], device)
         expected = torch.stack([transform(image.convert("RGB")) for image in images])
@@ -397,7 +397,7 @@ def test_unusual_and_corrupt_files(device, tmp_path):
     """Greyscale, progressive, CMYK and PNG files decode as PIL decodes them; the truncated and the
     non-image file are skipped and counted, and their slots hold the next readable file."""
     write_test_files(tmp_path / "set" / "cls")
-    transform = eval_transform(64, 64)
+    transform = eval_transform(64, "bilinear", 1.0)
     plan = plan_from_transform(transform)
     dataset = EncodedImageDataset(str(tmp_path / "set"), plan)
     items = [dataset[i] for i in range(len(dataset))]
@@ -425,7 +425,7 @@ def test_undecodable_payload_in_a_batch_is_replaced_and_counted(device, tmp_path
     header check): the batch is decoded image by image, the failure is counted, and its slot repeats the
     next image with that image's label."""
     write_test_files(tmp_path / "set" / "cls")
-    plan = plan_from_transform(eval_transform(64, 64))
+    plan = plan_from_transform(eval_transform(64, "bilinear", 1.0))
     dataset = EncodedImageDataset(str(tmp_path / "set"), plan)
     items = [dataset[0], dataset[1], dataset[2]]
     corrupt = items[0][0].payload.clone()

@@ -149,3 +149,22 @@ def test_bad_parameters_name_themselves():
         MaskMixGenerator(224, 64, 16, beta=0)
     with pytest.raises(ValueError, match="mode"):
         token_mask(torch.ones(1, 1, 4, 4), 2, mode="bilinear")
+
+
+@pytest.mark.parametrize("image_size, cell", [(32, 64), (64, 64), ((64, 48), 64)])
+def test_a_single_cell_grid_is_an_error_naming_both_sizes(image_size, cell):
+    """One cell is all of one image: every MaskMix batch would have lam_area 0 or 1, nothing mixed."""
+    with pytest.raises(ValueError, match=f"mask_patch_size={cell} px makes a single MaskMix cell"):
+        MaskMixGenerator(image_size, mask_patch_size=cell, patch_sizes=16)
+    mixer = BatchMixer(10, patch_size=16, mask_patch_size=cell, maskmix_prob=0.5)
+    with pytest.raises(ValueError, match="single MaskMix cell"):
+        mixer.check_image_size((image_size, image_size) if isinstance(image_size, int) else image_size)
+
+
+def test_two_cells_mix():
+    """A 1x2 grid (64 x 96 px, 64-px cells: one whole cell and one cropped to 32 px) still mixes."""
+    generator = MaskMixGenerator((64, 96), mask_patch_size=64, patch_sizes=16, per_sample_ratio=True)
+    masks = generator(256, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(masks.lam_area, masks.pixel.float().mean(dim=(1, 2, 3)))
+    # floor(2 tau) cells: 0 or 1 (2 only at tau = 1), the 1 being either the whole or the cropped cell
+    assert {round(value, 6) for value in masks.lam_area.tolist()} == {0.0, round(1 / 3, 6), round(2 / 3, 6)}

@@ -101,7 +101,7 @@ def test_transmix_lambda_is_the_mean():
 
 
 def test_attention_required_for_attention_labels():
-    mixer = MixPro(NUM_CLASSES, seed=0)
+    mixer = MixPro(NUM_CLASSES, seed=0, mask_patch_size=32)
     images, labels = random_batch()
     batch = mixer(images, labels, kind="maskmix")
     with pytest.raises(ValueError, match="class-token attention"):
@@ -175,7 +175,7 @@ def test_alpha_gradient_option():
     images, labels = random_batch()
     attn = random_attention(16, 16)
     for detach in (False, True):
-        mixer = MixPro(NUM_CLASSES, seed=0, detach_alpha=detach)
+        mixer = MixPro(NUM_CLASSES, seed=0, detach_alpha=detach, mask_patch_size=32)
         batch = mixer(images, labels, kind="maskmix")
         logits = torch.randn(16, NUM_CLASSES, requires_grad=True)
         mixer.targets(batch, logits, attn)

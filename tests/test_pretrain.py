@@ -151,7 +151,7 @@ def test_bad_data_root_shows_layout(tmp_path):
 
 
 def test_wrong_class_count_is_a_layout_error(data_root, tmp_path):
-    with pytest.raises(DataLayoutError, match="4 class folders but num_classes=10"):
+    with pytest.raises(DataLayoutError, match="4 class folders but --num-classes is 10"):
         run("baseline", TINY_VIT, data_root, tmp_path, "--epochs", "1", "--num-classes", "10")
 
 

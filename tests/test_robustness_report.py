@@ -11,6 +11,7 @@ import torch
 
 import pretrain.models  # noqa: F401
 from pretrain.checkpoint import save_atomic
+from pretrain.errors import ConfigError, InputNotFoundError
 from robustness.cli import main
 from robustness.data import IMAGENET_A_WNIDS, IMAGENET_O_WNIDS, IMAGENET_WNIDS
 
@@ -72,7 +73,7 @@ def test_missing_benchmarks_are_skipped_and_marked(trees, tmp_path):
 
 
 def test_bad_inputs_are_clear_errors(trees, tmp_path):
-    with pytest.raises(SystemExit, match="--shifted .*nowhere does not exist"):
+    with pytest.raises(InputNotFoundError, match="--shifted .*nowhere does not exist"):
         main("report", ["--checkpoint", str(trees["ours"]), "--imagenet-a", str(tmp_path / "nowhere"),
                         "--out", str(tmp_path)])
     bad = place(tmp_path / "bad_a", [IMAGENET_A_WNIDS[0]])
@@ -126,12 +127,12 @@ def test_own_label_space_and_pvt_attention_grid(tmp_path):
                             num_heads=(1, 2, 2, 4), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2))
     checkpoint = tmp_path / "pvt_digits.pth"
     save_atomic({"state_dict": pvt.state_dict(), "meta": {
-        "arch": "pvt_tiny", "num_classes": 2, "input_size": 64, "model_kwargs": {
+        "arch": "pvt_tiny", "num_classes": 2, "input_size": 64, "interpolation": "bicubic", "crop_pct": 1.0, "model_kwargs": {
             "embed_dims": (16, 32, 32, 64), "num_heads": (1, 2, 2, 4), "depths": (1, 1, 1, 1),
             "mlp_ratios": (2, 2, 2, 2)}}}, checkpoint)
     out = tmp_path / "report"
     results = main("report", ["--checkpoint", str(checkpoint), "--classes", str(tmp_path / "classes.txt"),
-                              "--val", str(val), "--shifted", str(shifted), "--ood", str(ood), "--crop-pct", "1.0",
+                              "--val", str(val), "--shifted", str(shifted), "--ood", str(ood),
                               "--names", "held-out", "rotated", "unseen", "--out", str(out), "--device", "cpu",
                               "--workers", "0", "--batch-size", "4"])["pvt_digits"]
     assert results["val"]["patch_size"] == 32 and results["val"]["saliency"] == "own_attention"
@@ -142,11 +143,11 @@ def test_own_label_space_and_pvt_attention_grid(tmp_path):
     model = timm.create_model("pvt_tiny", num_classes=2, img_size=64, embed_dims=(16, 32, 32, 64),
                               num_heads=(1, 2, 2, 4), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2))
     model.load_state_dict(pvt.state_dict())
-    from robustness.data import eval_transform
+    from pretrain.data.transforms import eval_transform
     from PIL import Image
     mean = torch.tensor(pvt.pretrained_cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(pvt.pretrained_cfg["std"]).view(1, 3, 1, 1)
-    images = torch.stack([eval_transform(64, 64)(Image.open(path).convert("RGB"))
+    images = torch.stack([eval_transform(64, "bicubic", 1.0)(Image.open(path).convert("RGB"))
                           for path in sorted((shifted / "three").iterdir())])
     with torch.no_grad():
         predicted = model.eval()((images - mean) / std).argmax(1)
@@ -159,7 +160,7 @@ def test_model_must_predict_the_label_space(trees, tmp_path):
     """A 1000-class checkpoint against an 8-class list would compare argmaxes over 1000 logits with
     labels 0-7: refused, naming the mismatch."""
     (tmp_path / "classes.txt").write_text("\n".join(str(d) for d in range(8)) + "\n")
-    with pytest.raises(SystemExit, match="predicts 1000 classes but the label space, --classes .* has 8"):
+    with pytest.raises(ConfigError, match="predicts 1000 classes but the label space, --classes .* has 8"):
         main("report", ["--checkpoint", str(trees["ours"]), "--classes", str(tmp_path / "classes.txt"),
                         "--val", str(place(tmp_path / "val", ["0", "1"])), "--out", str(tmp_path / "r"),
                         "--device", "cpu"])

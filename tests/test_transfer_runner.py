@@ -11,6 +11,7 @@ import torch
 
 import pretrain.models  # noqa: F401
 from pretrain.checkpoint import save_atomic
+from pretrain.errors import InputNotFoundError
 from transfer.runner import last_metrics, main
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -113,17 +114,17 @@ def test_segmentation_resume(pascal, tiny_deit, tmp_path):
 def test_missing_inputs_fail_before_building(pascal, tiny_deit, tmp_path):
     base = SEG / "linear_deit-s_8xb2-80k_pascal-context-59-480x480.py"
     config = seg_config(tmp_path, base, tmp_path / "nowhere", tiny_deit, LINEAR_HEAD, 2)
-    with pytest.raises(SystemExit, match="train_dataloader dataset .*nowhere does not exist"):
+    with pytest.raises(InputNotFoundError, match="train_dataloader dataset .*nowhere does not exist"):
         main("train", train=True, argv=[str(config)])
     config = seg_config(tmp_path, base, pascal, tmp_path / "missing.pth", LINEAR_HEAD, 2)
-    with pytest.raises(SystemExit, match="backbone checkpoint .*missing.pth does not exist"):
+    with pytest.raises(InputNotFoundError, match="backbone checkpoint .*missing.pth does not exist"):
         main("train", train=True, argv=[str(config)])
     no_split = make_pascal_context(tmp_path / "no_split")
     (no_split / "ImageSets" / "SegmentationContext" / "train.txt").unlink()
     config = seg_config(tmp_path, base, no_split, tiny_deit, LINEAR_HEAD, 2)
-    with pytest.raises(SystemExit, match="train_dataloader dataset .*train.txt does not exist"):
+    with pytest.raises(InputNotFoundError, match="train_dataloader dataset .*train.txt does not exist"):
         main("train", train=True, argv=[str(config)])
-    with pytest.raises(SystemExit, match="checkpoint .*absent.pth does not exist"):
+    with pytest.raises(InputNotFoundError, match="checkpoint .*absent.pth does not exist"):
         main("test", train=False, argv=[str(seg_config(tmp_path, base, pascal, tiny_deit, LINEAR_HEAD, 2)),
                                         str(tmp_path / "absent.pth")])
 

@@ -13,7 +13,7 @@ conversion: their StrictLoadViT / StrictLoadPVT backbones read our checkpoints d
 """
 import argparse
 
-from pretrain.checkpoint import CheckpointMismatchError
+from pretrain.errors import UserError, run_tool
 
 
 def main() -> None:
@@ -23,17 +23,17 @@ def main() -> None:
     parser.add_argument("--to", choices=("mmseg", "mmdet"), required=True)
     parser.add_argument("--config", help="check the result against this config's backbone")
     args = parser.parse_args()
-    if args.to == "mmseg":
-        from segmentation import convert_for_mmseg as convert
-    else:
-        from detection import convert_for_mmdet as convert
     try:
-        converted = convert(args.checkpoint, args.out, args.config)
-    except (CheckpointMismatchError, FileNotFoundError) as error:
-        raise SystemExit(f"error: {error}")
+        if args.to == "mmseg":
+            from segmentation import convert_for_mmseg as convert
+        else:
+            from detection import convert_for_mmdet as convert
+    except ImportError as error:
+        raise UserError(f"--to {args.to} needs OpenMMLab ({error}); make venv installs it") from None
+    converted = convert(args.checkpoint, args.out, args.config)
     print(f"wrote {args.out}: {len(converted['state_dict'])} tensors for {args.to}"
           + (f", checked against {args.config}" if args.config else ""))
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

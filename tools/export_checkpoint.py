@@ -6,6 +6,7 @@
 import argparse
 
 from pretrain.checkpoint import export_weights
+from pretrain.errors import run_tool
 
 
 def main() -> None:
@@ -19,4 +20,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

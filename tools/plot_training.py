@@ -7,6 +7,7 @@ Writes OUT/alpha.png, loss.png, top1.png and error.png.
 import argparse
 from pathlib import Path
 
+from pretrain.errors import run_tool
 from pretrain.plots import plot_training
 
 
@@ -15,12 +16,9 @@ def main() -> None:
     parser.add_argument("logs", nargs="+", type=Path, help="log.jsonl files written by tools/train.py")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    try:
-        files = plot_training(args.logs, args.out)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"error: {error}")
+    files = plot_training(args.logs, args.out)
     print("wrote " + ", ".join(str(path) for path in files.values()))
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -8,7 +8,8 @@
 local weights. Benchmarks whose data is not given are skipped and marked so in the report.
 Writes OUT/report.md, report.json, table5.csv, occlusion.csv and PNG plots.
 """
+from pretrain.errors import run_tool
 from robustness.cli import main
 
 if __name__ == "__main__":
-    main(__doc__)
+    run_tool(main, __doc__)

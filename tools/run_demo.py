@@ -8,6 +8,7 @@ A previous demo output in OUT is removed first (nothing is reused); --quick runs
 every stage (what the test suite checks), not the demo's numbers.
 """
 from demo.pipeline import main
+from pretrain.errors import run_tool
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

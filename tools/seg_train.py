@@ -4,7 +4,8 @@
     torchrun --nproc_per_node 8 tools/seg_train.py CONFIG --launcher pytorch
 """
 import segmentation  # noqa: F401  (registers the strict-loading backbone)
+from pretrain.errors import run_tool
 from transfer.runner import main
 
 if __name__ == "__main__":
-    main(__doc__, train=True)
+    run_tool(main, __doc__, train=True)

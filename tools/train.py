@@ -6,7 +6,8 @@
 Every option: python tools/train.py --help
 """
 from pretrain.config import parse_args
+from pretrain.errors import run_tool
 from pretrain.main import main
 
 if __name__ == "__main__":
-    main(parse_args())
+    run_tool(lambda: main(parse_args()))

@@ -12,12 +12,13 @@ import timm
 import torch
 
 from pretrain.visualize import describe_model, load_images, mixing_figure
-from pretrain.checkpoint import LoadedModel, load_model
+from pretrain.errors import run_tool
+from pretrain.inference import LoadedModel, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=ROOT / "docs" / "images")
     parser.add_argument("--checkpoint", help="our export / training checkpoint, or TIMM_NAME=WEIGHTS")
@@ -26,7 +27,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-images", type=int, default=6)
     parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.manual_seed(args.seed)
     cpu = torch.device("cpu")
     if args.checkpoint:
@@ -40,4 +41,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_tool(main)

@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
+from pretrain.errors import InputNotFoundError, UserError
+
 
 def parse_runner_args(description: str, train: bool, argv: Optional[List[str]] = None) -> argparse.Namespace:
     from mmengine.config import DictAction
@@ -46,7 +48,7 @@ def build_config(args: argparse.Namespace, train: bool):
 
     config_path = Path(args.config)
     if not config_path.is_file():
-        raise SystemExit(f"error: config file {args.config} does not exist")
+        raise InputNotFoundError(f"config file {args.config} does not exist")
     cfg = Config.fromfile(str(config_path))
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -56,11 +58,28 @@ def build_config(args: argparse.Namespace, train: bool):
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
     if train and args.resume:
-        cfg.resume = True
-        cfg.load_from = None if args.resume == "auto" else args.resume
+        resume_from = checkpoint_to_resume(Path(cfg.work_dir)) if args.resume == "auto" else Path(args.resume)
+        cfg.resume = resume_from is not None
+        cfg.load_from = str(resume_from) if resume_from is not None else None
     if not train:
         cfg.load_from = args.checkpoint
     return cfg
+
+
+def checkpoint_to_resume(work_dir: Path) -> Optional[Path]:
+    """The checkpoint named by WORK_DIR/last_checkpoint (what mmengine's auto-resume reads), accepted
+    only inside the work dir: resuming unpickles it fully, so a pointer elsewhere is refused."""
+    pointer = work_dir / "last_checkpoint"
+    if not pointer.is_file():
+        print(f"--resume: no last_checkpoint in {work_dir}: starting fresh")
+        return None
+    target = Path(pointer.read_text().strip()).resolve()
+    if work_dir.resolve() not in target.parents:
+        raise UserError(f"{pointer} names {target}, outside the work dir {work_dir.resolve()}: refusing to unpickle it; "
+                        f"pass --resume PATH to resume from a checkpoint you trust")
+    if not target.is_file():
+        raise InputNotFoundError(f"{pointer} names {target}, which does not exist")
+    return target
 
 
 def _dataset_inputs(dataset) -> Iterator[Path]:
@@ -102,7 +121,7 @@ def check_inputs(cfg, train: bool) -> None:
         paths.append(("checkpoint", Path(cfg.load_from)))
     for what, path in paths:
         if not path.exists():
-            raise SystemExit(f"error: {what} {path} does not exist")
+            raise InputNotFoundError(f"{what} {path} does not exist")
 
 
 @contextmanager

@@ -3,11 +3,12 @@ bad-image counting (:mod:`.folders`), timm's transforms (:mod:`.transforms`), th
 augmentation path (:mod:`.gpu`) and the one loader factory that chooses between the two
 (:mod:`.loader`)."""
 from .folders import (EXPECTED_LAYOUT, BadImageCounter, DataLayoutError, RobustImageDataset, ShardSampler,
-                      split_location)
+                      empty_class_folders, split_location)
 from .loader import PIPELINES, choose_pipeline, create_loader, reserve_hardware_queues, set_epoch
 from .synthetic import SyntheticBatches
 from .transforms import build_transforms
 
 __all__ = ["EXPECTED_LAYOUT", "PIPELINES", "BadImageCounter", "DataLayoutError", "RobustImageDataset", "ShardSampler",
-           "SyntheticBatches", "build_transforms", "choose_pipeline", "create_loader", "reserve_hardware_queues",
+           "SyntheticBatches", "build_transforms", "choose_pipeline", "create_loader", "empty_class_folders",
+           "reserve_hardware_queues",
            "set_epoch", "split_location"]

@@ -23,6 +23,8 @@ from PIL import Image
 from timm.data.readers import create_reader
 from torch.utils.data import Dataset, Sampler
 
+from ..errors import InputNotFoundError
+
 _logger = logging.getLogger(__name__)
 
 EXPECTED_LAYOUT = """expected an ImageNet-style root:
@@ -35,7 +37,7 @@ or tar files:
 _MAX_CONSECUTIVE_BAD = 50
 
 
-class DataLayoutError(FileNotFoundError):
+class DataLayoutError(InputNotFoundError):
     """The data root does not look like an ImageNet-style dataset."""
 
 
@@ -53,6 +55,15 @@ def split_location(root: str, split: str) -> str:
     if os.path.isfile(tar):
         return tar
     raise DataLayoutError(f"found neither {folder!r} nor {tar!r}; " + EXPECTED_LAYOUT.format(root=root))
+
+
+def empty_class_folders(dataset: "RobustImageDataset") -> List[str]:
+    """Class folders of a folder dataset that hold no images (the reader leaves them out, which
+    would shift every later label)."""
+    if not os.path.isdir(dataset.location):
+        return []
+    folders = {entry.name for entry in os.scandir(dataset.location) if entry.is_dir()}
+    return sorted(folders - set(dataset.class_to_idx))
 
 
 class RobustImageDataset(Dataset):

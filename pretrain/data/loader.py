@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from ..errors import ConfigError
 from .folders import RobustImageDataset, ShardSampler, collate, seed_worker
 from .gpu.decode import EncodedImageDataset, collate_encoded, gpu_decode_available
 from .gpu.plan import UnsupportedTransform, plan_from_transform
@@ -50,12 +51,12 @@ def choose_pipeline(requested: str, device: torch.device, transforms: Sequence[C
     to work on the device and a device plan for each of ``transforms``: 'auto' falls back to the CPU
     path (with a warning) where either is missing, 'gpu' raises."""
     if requested not in PIPELINES:
-        raise ValueError(f"data pipeline must be auto, cpu or gpu, got {requested!r}")
+        raise ConfigError(f"data pipeline must be auto, cpu or gpu, got {requested!r}")
     if requested == "cpu":
         return "cpu"
     available = gpu_decode_available(device)
     if requested == "gpu" and device.type == "cuda" and not available:
-        raise RuntimeError("--data-pipeline gpu needs a torchvision whose nvjpeg decoding works on this GPU (a test "
+        raise ConfigError("--data-pipeline gpu needs a torchvision whose nvjpeg decoding works on this GPU (a test "
                            "decode failed, see the warning above); use --data-pipeline cpu")
     pipeline = "gpu" if available or requested == "gpu" else "cpu"
     if pipeline == "gpu":

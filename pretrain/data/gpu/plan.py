@@ -20,6 +20,8 @@ from timm.data.transforms import MaybeToTensor, RandomResizedCropAndInterpolatio
 from torchvision import transforms
 from torchvision.transforms import InterpolationMode
 
+from ...errors import ConfigError
+
 
 class Op(enum.IntEnum):
     """Device op ids, shared by the host tables and the Triton kernels. Their order groups them: table
@@ -58,7 +60,7 @@ FILTER_SUPPORT = {"bilinear": 1.0, "bicubic": 2.0}  # PIL's filter supports
 _MODES = {InterpolationMode.BILINEAR: "bilinear", InterpolationMode.BICUBIC: "bicubic"}
 
 
-class UnsupportedTransform(ValueError):
+class UnsupportedTransform(ConfigError):
     """The transform holds a step the device path does not implement."""
 
 

@@ -1,0 +1,98 @@
+"""Checkpoint files: one clear error per kind of bad file; both kinds (training checkpoint, export) carry
+what rebuilding the model needs and work in every consumer; the report evaluates as pretraining does."""
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from pretrain import checkpoint as ckpt
+from pretrain.config import parse_args
+from pretrain.data import build_transforms
+from pretrain.errors import CheckpointError, InputNotFoundError
+from pretrain.inference import load_model, read_model_spec
+from pretrain.main import main as pretrain
+from robustness.cli import main as report
+
+sys.path.insert(0, str(Path(__file__).parent))
+from imagefolder import CLASS_NAMES, make_image_folder  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# Not the ImageNet defaults: 4 classes, 48 px, a 2-block ViT with 8-px patches; evaluation resizes 48 -> 60 -> 48.
+TINY = ["--model", "vit_tiny_patch16_224", "--model-kwargs", "patch_size=8", "embed_dim=32", "depth=2", "num_heads=2",
+        "--input-size", "48", "--mask-patch-size", "16", "--num-classes", "4", "--batch-size", "8", "--epochs", "1",
+        "--warmup-epochs", "0", "--lr-base-batch", "0", "--lr", "2e-3", "--auto-augment", "", "--reprob", "0",
+        "--color-jitter", "0", "--workers", "0", "--device", "cpu", "--amp", "none", "--eval-crop-pct", "0.8",
+        "--interpolation", "bicubic", "--drop-path", "0.0"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A one-epoch run on 40-px images (upscaled to 60, cropped to 48) and its export."""
+    root = tmp_path_factory.mktemp("ckpt")
+    data = make_image_folder(root / "data", size=40, per_class_train=8, per_class_val=8)
+    pretrain(parse_args([*TINY, "--data-path", str(data), "--output-dir", str(root / "run")]))
+    ckpt.export_weights(root / "run" / ckpt.LAST, root / "export.pth")
+    (root / "classes.txt").write_text("\n".join(CLASS_NAMES) + "\n")
+    log = [json.loads(line) for line in (root / "run" / "log.jsonl").read_text().splitlines()]
+    return {"root": root, "data": data, "last": root / "run" / ckpt.LAST, "export": root / "export.pth",
+            "log": log, "classes": root / "classes.txt"}
+
+
+@pytest.mark.parametrize("kind", ["last", "export"])
+def test_both_kinds_rebuild_the_trained_model(run, kind):
+    meta = read_model_spec(str(run[kind]))
+    assert {key: meta[key] for key in ("arch", "num_classes", "input_size", "interpolation", "crop_pct")} == {
+        "arch": "vit_tiny_patch16_224", "num_classes": 4, "input_size": 48, "interpolation": "bicubic",
+        "crop_pct": 0.8}
+    loaded = load_model(str(run[kind]), torch.device("cpu"))
+    trained = torch.load(run["last"], weights_only=True)["model"]
+    assert all(torch.equal(value, trained[key]) for key, value in loaded.model.state_dict().items())
+
+
+def test_report_evaluates_as_pretraining_did(run):
+    """The report's clean top-1 of both kinds is pretraining's val top-1 on the same folder, and its
+    transform is pretraining's evaluation transform before normalisation."""
+    results = report("report", ["--checkpoint", str(run["last"]), "--checkpoint", str(run["export"]),
+                                "--classes", str(run["classes"]), "--val", str(run["data"] / "val"),
+                                "--out", str(run["root"] / "report"), "--device", "cpu", "--workers", "0",
+                                "--random-patch-size", "8"])
+    val_top1 = run["log"][-1]["val_top1"]
+    assert [entry["val"]["top1"] for entry in results.values()] == pytest.approx([val_top1, val_top1], abs=1e-9)
+    config = parse_args([*TINY, "--data-path", str(run["data"])])
+    loaded = load_model(str(run["last"]), torch.device("cpu"))
+    _, pretraining_eval = build_transforms(config, loaded.model)
+    image = Image.open(next((run["data"] / "val" / CLASS_NAMES[0]).iterdir())).convert("RGB")
+    normalised = (loaded.eval_transform("checkpoint")(image)[None] - loaded.mean) / loaded.std
+    assert torch.allclose(normalised[0], pretraining_eval(image), atol=1e-6)
+    notes = (run["root"] / "report" / "report.md").read_text()
+    assert "--eval-transform checkpoint" in notes and "bicubic 60 -> 48" in notes
+
+
+@pytest.mark.parametrize("kind", ["last", "export"])
+def test_visualize_mixing_takes_both_kinds(run, kind, tmp_path):
+    visualize = runpy.run_path(str(ROOT / "tools" / "visualize_mixing.py"))["main"]
+    visualize(["--checkpoint", str(run[kind]), "--images", str(ROOT / "docs" / "images"), "--mask-patch-size", "16",
+               "--out", str(tmp_path / "mixing.png")])
+    assert Image.open(tmp_path / "mixing.png").size[0] > 100
+
+
+def test_bad_files_get_one_clear_error_each(run, tmp_path):
+    cases = {"empty.pth": b"", "text.pth": b"epoch 3 top-1 71.2\n",
+             "truncated.pth": run["export"].read_bytes()[:5000]}
+    for name, content in cases.items():
+        (tmp_path / name).write_bytes(content)
+    with open(tmp_path / "objects.pth", "wb") as handle:  # a pickle of a class: only full unpickling reads it
+        torch.save({"model": Path("x")}, handle)
+    expected = {"empty.pth": "is empty \\(0 bytes\\)", "text.pth": "is not a PyTorch checkpoint",
+                "truncated.pth": "is truncated or corrupt", "objects.pth": "holds Python objects .* not loaded"}
+    for name, message in expected.items():
+        with pytest.raises(CheckpointError, match=message):
+            ckpt.read_checkpoint(tmp_path / name)
+    with pytest.raises(InputNotFoundError, match="does not exist"):
+        ckpt.read_checkpoint(tmp_path / "absent.pth")
+    with pytest.raises(CheckpointError, match="not a training checkpoint \\(an exported model"):
+        ckpt.export_weights(run["export"], tmp_path / "again.pth")
