@@ -5,8 +5,8 @@ switches the last block to explicit attention to read it; we instead keep the mo
 untouched and recompute only the class-token row from the q and k that the block computes anyway
 (a forward hook on its qkv projection): O(N) extra work instead of O(N^2) memory.
 
-Model families plug in through :func:`register_attention_adapter`; timm's VisionTransformer (DeiT, ViT
-of any size) is built in, PVT v1 is registered by ``pretrain.models``.
+Model families plug in through :func:`register_attention_adapter`; timm's families are registered in
+:mod:`mixpro.adapters`, PVT v1 by ``pretrain.models``.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from typing import Callable, List, Optional, Tuple
 import torch
 from torch import nn
 
-__all__ = ["AttentionOutput", "AttentionSite", "ClsAttention", "attention_site", "cls_attention_row", "register_attention_adapter"]
+__all__ = ["AttentionOutput", "AttentionSite", "ClsAttention", "adapter_families", "attention_site", "cls_attention_row",
+           "register_attention_adapter"]
 
 
 @dataclass
@@ -40,21 +41,27 @@ class AttentionSite:
     attention: nn.Module
 
 
-_ADAPTERS: List[Tuple[Callable[[nn.Module], bool], Callable[[nn.Module], AttentionSite]]] = []
+_ADAPTERS: List[Tuple[str, Callable[[nn.Module], bool], Callable[[nn.Module], AttentionSite]]] = []
 
 
 def register_attention_adapter(matches: Callable[[nn.Module], bool],
-                               build: Callable[[nn.Module], AttentionSite]) -> None:
+                               build: Callable[[nn.Module], AttentionSite], family: str = "") -> None:
     """Teach :class:`ClsAttention` a model family: ``matches(model)`` selects it, ``build(model)``
-    returns its :class:`AttentionSite`. Later registrations take precedence."""
-    _ADAPTERS.insert(0, (matches, build))
+    returns its :class:`AttentionSite`; ``family`` names it in errors. Later registrations take
+    precedence."""
+    _ADAPTERS.insert(0, (family or build.__name__, matches, build))
+
+
+def adapter_families() -> List[str]:
+    """The model families that have an adapter, in registration order."""
+    return [family for family, _, _ in reversed(_ADAPTERS)]
 
 
 def find_attention_site(model: nn.Module) -> Optional[AttentionSite]:
     """The :class:`AttentionSite` of ``model`` (unwrapping DDP and torch.compile wrappers), or None when
     no registered adapter matches it."""
     model = unwrap_model(model)
-    for matches, build in _ADAPTERS:
+    for _, matches, build in _ADAPTERS:
         if matches(model):
             return build(model)
     return None
@@ -65,9 +72,8 @@ def attention_site(model: nn.Module) -> AttentionSite:
     site = find_attention_site(model)
     if site is None:
         raise TypeError(
-            f"no class-token attention adapter for {type(unwrap_model(model)).__name__}; supported: timm "
-            f"VisionTransformer (DeiT/ViT) and PVT v1 (import pretrain.models), or register one with "
-            f"register_attention_adapter"
+            f"no class-token attention adapter for {type(unwrap_model(model)).__name__}; families with one: "
+            f"{', '.join(adapter_families())}; or register one with mixpro.register_attention_adapter"
         )
     return site
 
@@ -90,40 +96,6 @@ def cls_attention_row(q_cls: torch.Tensor, k: torch.Tensor, scale: float, num_pr
     """
     logits = torch.einsum("bhd,bthd->bht", q_cls.float() * scale, k.float())  # float32 even under autocast
     return logits.softmax(dim=-1)[..., num_prefix_tokens:]
-
-
-def _is_timm_vit(model: nn.Module) -> bool:
-    try:
-        from timm.models.vision_transformer import VisionTransformer
-    except ImportError:  # timm is optional for the library
-        return False
-    return isinstance(model, VisionTransformer)
-
-
-def _timm_vit_site(model: nn.Module) -> AttentionSite:
-    if getattr(model, "cls_token", None) is None:
-        raise TypeError("ClsAttention needs a class token; this VisionTransformer has class_token=False")
-    attn = model.blocks[-1].attn
-    if not hasattr(attn, "qkv"):
-        raise TypeError(f"last block attention {type(attn).__name__} has no fused qkv projection")
-    num_heads, head_dim, scale = attn.num_heads, attn.head_dim, attn.scale
-    prefix = model.num_prefix_tokens
-    patch_h, patch_w = model.patch_embed.patch_size
-    if patch_h != patch_w:
-        raise TypeError(f"square patches expected, got {patch_h}x{patch_w}")
-
-    def compute(inputs: tuple, qkv_out: torch.Tensor) -> torch.Tensor:
-        batch, tokens, _ = qkv_out.shape
-        qkv = qkv_out.view(batch, tokens, 3, num_heads, head_dim)
-        with torch.autocast(qkv_out.device.type, enabled=False):
-            return cls_attention_row(attn.q_norm(qkv[:, 0, 0].float()), attn.k_norm(qkv[:, :, 1].float()), scale,
-                                     prefix)
-
-    return AttentionSite(module=attn.qkv, compute=compute, grid_size=tuple(model.patch_embed.grid_size),
-                         patch_size=patch_h, attention=attn)
-
-
-register_attention_adapter(_is_timm_vit, _timm_vit_site)
 
 
 class ClsAttention:

@@ -67,7 +67,7 @@ def build_mixer(config: argparse.Namespace, model: torch.nn.Module) -> BatchMixe
     try:
         mixer = _mixer_for(config, model)
         mixer.check_image_size((config.input_size, config.input_size))
-    except ValueError as error:  # the library's message names its arguments; say which flags set them
+    except (TypeError, ValueError) as error:  # no adapter, or sizes that do not fit: say which flags set them
         raise ConfigError(f"{error} (--input-size {config.input_size}, --mask-patch-size {config.mask_patch_size}, "
                           f"--model {config.model})") from None
     return mixer

@@ -8,9 +8,12 @@ the resolved config, all as tensors, numbers, strings, lists and dicts, so
 """
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import pickle
 import random
+import re
 from pathlib import Path
 from typing import Dict, Tuple
 
@@ -19,6 +22,7 @@ import torch
 from .errors import CheckpointError, InputNotFoundError
 
 LAST = "checkpoint_last.pth"
+SAFETENSORS_META = "mixpro_meta"  # header key of an export's metadata (JSON)
 BEST = "checkpoint_best.pth"
 
 
@@ -65,14 +69,28 @@ def read_checkpoint(path: Path) -> Dict:
                               f"zip archive)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(
-            f"{str(path)!r} holds Python objects beyond tensors, numbers and strings, so it was not written by this "
-            f"suite; it is not loaded, because unpickling them would run code from the file. Convert it to a plain "
-            f"state dict where it was made, or pass TIMM_NAME=FILE for timm weights") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as error:
+    except Exception as error:  # a damaged file can fail anywhere in the unpickler, with any exception type
+        if isinstance(error, pickle.UnpicklingError) and _refused_real_global(str(error)):
+            raise CheckpointError(
+                f"{str(path)!r} holds Python objects beyond tensors, numbers and strings, so it was not written by "
+                f"this suite; it is not loaded, because unpickling them would run code from the file. Convert it to a "
+                f"plain state dict where it was made, or pass TIMM_NAME=FILE for timm weights") from None
+        first_line = (str(error).splitlines() or [""])[0][:160]
         raise CheckpointError(f"{str(path)!r} ({size} bytes) is truncated or corrupt: torch.load failed with "
-                              f"{type(error).__name__}: {str(error).splitlines()[0][:160]}") from None
+                              f"{type(error).__name__}: {first_line}") from None
+
+
+def _refused_real_global(message: str) -> bool:
+    """Whether torch's weights-only refusal names a class that exists (the file holds such objects);
+    a name cut short means the file itself was cut short."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+) was not", message)
+    if not found:
+        return False
+    module, _, name = found.group(1).rpartition(".")
+    try:
+        return bool(name) and hasattr(importlib.import_module(module), name)
+    except (ImportError, ValueError):
+        return False
 
 
 def read_training_checkpoint(path: Path) -> Dict:
@@ -125,8 +143,41 @@ def export_weights(checkpoint: Path, out: Path, use_ema: bool = False) -> Dict:
     meta = {**model_meta(state["config"]), "epoch": state["epoch"] + 1,
             "top1": state.get("metrics", {}).get("val_top1"), "ema": use_ema, "source": str(checkpoint)}
     exported = {"state_dict": weights, "meta": meta}
-    save_atomic(exported, Path(out))
+    if Path(out).suffix == ".safetensors":
+        save_safetensors(weights, meta, Path(out))
+    else:
+        save_atomic(exported, Path(out))
     return exported
+
+
+def save_safetensors(weights: Dict[str, torch.Tensor], meta: Dict, path: Path) -> None:
+    """Weights as safetensors (what timm's pretrained_cfg_overlay=dict(file=...) reads), the metadata
+    as JSON in the file's header; written atomically like every checkpoint."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file({key: value.contiguous() for key, value in weights.items()}, str(tmp),
+                  metadata={"format": "pt", SAFETENSORS_META: json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict]:
+    """Weights and the suite's metadata of a safetensors file (``{'arch': None}`` for another tool's)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            weights = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as error:  # safetensors raises its own error types for damaged headers and data
+        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {str(error)[:200]}") from None
+    meta = json.loads(metadata[SAFETENSORS_META]) if SAFETENSORS_META in metadata else {"arch": None}
+    return weights, {**meta, "source": str(path)}
 
 
 class CheckpointMismatchError(CheckpointError):
@@ -134,8 +185,13 @@ class CheckpointMismatchError(CheckpointError):
 
 
 def load_model_weights(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict]:
-    """Model weights and metadata from any checkpoint of ours: an export ({'state_dict', 'meta'}),
-    a training checkpoint ({'model', 'config', ...}) or a bare state dict of timm key names."""
+    """Model weights and metadata from any checkpoint of ours: an export ({'state_dict', 'meta'}, or
+    its .safetensors form), a training checkpoint ({'model', 'config', ...}) or a bare state dict of
+    timm key names."""
+    if Path(path).suffix == ".safetensors":
+        if not Path(path).is_file():
+            raise InputNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        return read_safetensors(Path(path))
     state = read_checkpoint(path)
     if isinstance(state, dict) and "state_dict" in state and "meta" in state:
         return dict(state["state_dict"]), dict(state["meta"])

@@ -1,13 +1,16 @@
 """Command-line options of the pretraining program; a YAML file (``--config``) sets their defaults.
 
 Precedence: built-in defaults < YAML (``_base_`` first) < command-line flags. The resolved configuration is saved as
-``config.yaml`` beside the checkpoints and inside every checkpoint.
+``config.yaml`` (and as timm's ``args.yaml``) beside the checkpoints and inside every checkpoint. timm's train.py
+names are aliases where they mean the same: -c, --data-dir, --lr-base, --lr-base-size, --aa, --scale, --crop-pct,
+--mixup-prob, --log-interval.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -39,10 +42,10 @@ class KeyValueAction(argparse.Action):
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser("MixPro ImageNet pretraining", add_help=True,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--config", default="", help="YAML file of defaults (configs/pretrain/*.yaml)")
+    parser.add_argument("-c", "--config", default="", help="YAML file of defaults (configs/pretrain/*.yaml)")
 
     group = parser.add_argument_group("data")
-    group.add_argument("--data-path", default="", help="ImageNet root: train/ and val/ class folders, or train.tar / val.tar")
+    group.add_argument("--data-path", "--data-dir", default="", help="ImageNet root: train/ and val/ class folders, or train.tar / val.tar")
     group.add_argument("--num-classes", type=int, default=1000)
     group.add_argument("--class-map", default="", help="optional file of class folder names, one per line, in index order")
     group.add_argument("--workers", type=int, default=8, help="data loader processes per training process")
@@ -70,8 +73,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--opt", default="adamw", help="timm optimizer name (timm.optim.list_optimizers())")
     group.add_argument("--opt-eps", type=float, default=1e-8)
     group.add_argument("--opt-betas", type=float, nargs=2, default=(0.9, 0.999))
-    group.add_argument("--lr", type=float, default=1e-3, help="learning rate at --lr-base-batch images per step")
-    group.add_argument("--lr-base-batch", type=int, default=1024,
+    group.add_argument("--lr", "--lr-base", type=float, default=1e-3,
+                       help="learning rate at --lr-base-batch images per step (timm's --lr-base)")
+    group.add_argument("--lr-base-batch", "--lr-base-size", type=int, default=1024,
                        help="lr is scaled linearly: lr * global batch / lr-base-batch (0 disables scaling)")
     group.add_argument("--weight-decay", type=float, default=0.05)
     group.add_argument("--sched", default="cosine", choices=SCHEDULERS, help="timm scheduler, stepped every iteration")
@@ -89,8 +93,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
 
     group = parser.add_argument_group("augmentation (DeiT recipe)")
-    group.add_argument("--auto-augment", default="rand-m9-mstd0.5-inc1", help="timm auto-augment string; '' disables")
-    group.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0),
+    group.add_argument("--auto-augment", "--aa", default="rand-m9-mstd0.5-inc1", help="timm auto-augment string; '' disables")
+    group.add_argument("--crop-scale", "--scale", type=float, nargs=2, default=(0.08, 1.0),
                        help="RandomResizedCrop area range (timm's scale)")
     group.add_argument("--color-jitter", type=float, default=0.4)
     group.add_argument("--reprob", type=float, default=0.25, help="random erasing probability")
@@ -100,12 +104,12 @@ def get_args_parser() -> argparse.ArgumentParser:
                        help="resize filter of training crops and of evaluation")
     group.add_argument("--no-aug", action="store_true",
                        help="train on resized centre crops without random augmentation (debugging, equivalence tests)")
-    group.add_argument("--eval-crop-pct", type=float, default=0.875, help="eval resize = input / crop_pct (256 for 224)")
+    group.add_argument("--eval-crop-pct", "--crop-pct", type=float, default=0.875, help="eval resize = input / crop_pct (256 for 224)")
 
     group = parser.add_argument_group("mixing (mixpro.BatchMixer)")
     group.add_argument("--recipe", default="mixpro", help="name recorded in logs and exported checkpoints")
     group.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
-    group.add_argument("--mix-prob", type=float, default=1.0, help="probability that a batch is mixed at all")
+    group.add_argument("--mix-prob", "--mixup-prob", type=float, default=1.0, help="probability that a batch is mixed at all")
     group.add_argument("--mixup", type=float, default=0.8, help="Mixup alpha (0 disables)")
     group.add_argument("--cutmix", type=float, default=1.0, help="CutMix alpha (0 disables)")
     group.add_argument("--cutmix-minmax", type=float, nargs=2, default=None)
@@ -130,7 +134,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--eval-every", type=int, default=1, help="evaluate every N epochs (and after the last)")
     group.add_argument("--seed", type=int, default=0)
     group.add_argument("--device", default="auto", help=DEVICE_HELP)
-    group.add_argument("--print-freq", type=int, default=50, help="progress and NaN checks every N steps")
+    group.add_argument("--print-freq", "--log-interval", type=int, default=50, help="progress and NaN checks every N steps")
     group.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=False)
     group.add_argument("--benchmark", action="store_true",
                        help="measure training img/s on synthetic images on the device (no data needed)")
@@ -195,18 +199,34 @@ def _convert(action: argparse.Action, value: Any) -> Any:
         raise ValueError(f"{value!r} is not a{'n' if kind is int else ''} {kind.__name__}") from None
 
 
+def _literal(value: Any) -> Any:
+    """A string as the command line's key=value would read it (YAML leaves 1e-3 a string)."""
+    if isinstance(value, str):
+        try:
+            return ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
 def _yaml_value(action: argparse.Action, value: Any) -> Any:
     if _is_flag(action):
         if not isinstance(value, bool):
             raise ValueError(f"{value!r} is not true or false")
         return value
     if isinstance(action, KeyValueAction):
+        if value is None:
+            return {}
         if not isinstance(value, dict):
             raise ValueError(f"{value!r} is not a mapping of keyword: value")
-        return value
+        return {key: _literal(item) for key, item in value.items()}
+    if value is None and isinstance(action.default, str):  # an empty YAML value: the option is off
+        return ""
     if isinstance(action.nargs, int) or action.nargs in ("+", "*"):
         if value is None and action.default is None:
             return None
+        if action.nargs in ("+", "*") and not isinstance(value, (list, tuple)):
+            value = [value]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{value!r} is not a list")
         if isinstance(action.nargs, int) and len(value) != action.nargs:
@@ -255,15 +275,18 @@ def check_config(config: argparse.Namespace) -> None:
 
     import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
 
-    problems = [f"{flag(key)} {getattr(config, key)} must be {what}" for key, check, what in _RANGES
-                if not check(getattr(config, key))]
+    infinite = {key for key, value in vars(config).items() if isinstance(value, float) and not math.isfinite(value)}
+    problems = [f"{flag(key)} {getattr(config, key)} must be finite" for key in sorted(infinite)]
+    problems += [f"{flag(key)} {getattr(config, key)} must be {what}" for key, check, what in _RANGES
+                 if key not in infinite and not check(getattr(config, key))]
     if not timm.is_model(config.model):
         close = difflib.get_close_matches(config.model, timm.list_models(), 3)
         problems.append(f"--model {config.model!r} is not a timm model" + (f" (did you mean {', '.join(close)}?)"
                                                                            if close else ""))
     optimizers = timm.optim.list_optimizers()
-    if config.opt.lower() not in optimizers:
-        close = difflib.get_close_matches(config.opt.lower(), optimizers, 3)
+    base_optimizer = config.opt.lower().removeprefix("lookahead_")  # timm wraps any optimizer so
+    if base_optimizer not in optimizers:
+        close = difflib.get_close_matches(base_optimizer, optimizers, 3)
         problems.append(f"--opt {config.opt!r} is not a timm optimizer" + (f" (did you mean {', '.join(close)}?)"
                                                                            if close else ""))
     if problems:
@@ -293,6 +316,9 @@ def read_yaml_chain(file: Path, seen: tuple = ()) -> Dict:
     return {**merged, **values}
 
 
-def to_yaml(config: argparse.Namespace) -> str:
-    values = {key: (list(value) if isinstance(value, tuple) else value) for key, value in vars(config).items()}
+def to_yaml(config: argparse.Namespace, leave_out: tuple = ()) -> str:
+    """The resolved configuration as YAML; ``leave_out``: options that belong to one command line only
+    (a permission to change a resumed run must not pass on to the next run made from this file)."""
+    values = {key: (list(value) if isinstance(value, tuple) else value) for key, value in vars(config).items()
+              if key not in leave_out}
     return yaml.safe_dump(values, sort_keys=True)

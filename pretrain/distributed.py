@@ -1,7 +1,9 @@
-"""torch.distributed set-up from torchrun's environment (one node or many), and small collectives."""
+"""torch.distributed set-up from torchrun's environment or SLURM's (one node or many), the device,
+and small collectives."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, List
 
@@ -41,16 +43,56 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
             raise ConfigError(f"--device {requested}: CUDA is not available here (torch {torch.__version__}, "
                               f"{'no GPU found' if torch.version.cuda else 'a CPU-only build'}); use --device cpu "
                               f"or --device auto")
-        index = local_rank if requested == "cuda" else int(requested.partition(":")[2] or 0)
+        index_text = requested.partition(":")[2]
+        if index_text and not index_text.isdigit():
+            raise ConfigError(f"--device {requested!r}: expected {DEVICE_HELP}")
+        if index_text and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise ConfigError(f"--device {requested}: under torchrun each process takes the GPU of its local rank; "
+                              f"pass --device cuda (or auto)")
+        index = int(index_text) if index_text else local_rank
         if index >= torch.cuda.device_count():
             raise ConfigError(f"--device {requested}: this machine has {torch.cuda.device_count()} GPU(s)")
         return torch.device("cuda", index)
     raise ConfigError(f"--device {requested!r}: expected {DEVICE_HELP}")
 
 
+def first_host(nodelist: str) -> str:
+    """The first host of a SLURM node list ('gpu[03-05,09],cpu1' -> 'gpu03'); written here because
+    scontrol, which expands lists, is often missing inside the containers jobs run in."""
+    head = re.match(r"([^\[,]+)(?:\[([^\]]+)\])?", nodelist.strip())
+    if head is None:
+        raise ConfigError(f"cannot read the SLURM node list {nodelist!r}: set MASTER_ADDR to the first node's address")
+    prefix, ranges = head.groups()
+    return prefix + (ranges.split(",")[0].split("-")[0] if ranges else "")
+
+
+def launch_environment() -> None:
+    """Make torchrun's variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT) describe this
+    process: torchrun's own, else SLURM's when srun started the processes without torchrun. A process
+    that is one of several but finds neither refuses to start: alone, each would write its own copy
+    of the run into one folder."""
+    env = os.environ
+    if "RANK" in env and "WORLD_SIZE" in env:
+        return
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in env:
+        env["RANK"], env["WORLD_SIZE"] = env["SLURM_PROCID"], env["SLURM_NTASKS"]
+        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+        if "MASTER_ADDR" not in env:
+            env["MASTER_ADDR"] = first_host(env.get("SLURM_JOB_NODELIST") or env.get("SLURM_NODELIST", ""))
+        # every task of the job computes the same port, away from torchrun's default
+        env.setdefault("MASTER_PORT", str(29600 + int(env.get("SLURM_JOB_ID", "0")) % 10000))
+        return
+    for variable in ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "LOCAL_WORLD_SIZE"):
+        if int(env.get(variable, "1")) > 1:
+            raise ConfigError(f"this process is one of {env[variable]} ({variable}) but has no torchrun or SLURM "
+                              f"rank (RANK / SLURM_PROCID): start the processes with torchrun "
+                              f"(tools/dist_train.sh) or srun (tools/slurm_train.sh)")
+
+
 def init_distributed(requested_device: str) -> DistInfo:
-    """Join the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK); NCCL on GPUs, gloo on
-    CPU. Without torchrun this is a single process."""
+    """Join the process group that torchrun, or srun without torchrun, describes (see
+    :func:`launch_environment`); NCCL on GPUs, gloo on CPU. Without either this is a single process."""
+    launch_environment()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -13,7 +13,7 @@ from timm.data import resolve_data_config
 
 import pretrain.models  # noqa: F401  (PVT v1 in timm's registry)
 
-from .checkpoint import check_state_dict, load_model_weights
+from .checkpoint import check_state_dict, load_model_weights, read_checkpoint, read_safetensors
 from .data.transforms import eval_transform
 from .errors import CheckpointError, InputNotFoundError
 
@@ -70,6 +70,10 @@ def read_model_spec(spec: str) -> Dict:
             raise CheckpointError(f"--checkpoint {spec}: {name!r} is not a timm model name")
         if not Path(weights_file).is_file():
             raise InputNotFoundError(f"--checkpoint {spec}: weights file {weights_file!r} does not exist")
+        if Path(weights_file).suffix == ".safetensors":  # one clear error for an unreadable file, before any work
+            read_safetensors(Path(weights_file))
+        else:
+            read_checkpoint(Path(weights_file))
         return {"arch": name, "source": weights_file, "recipe": "timm"}
     weights, meta = load_model_weights(Path(spec))
     if not meta.get("arch"):
@@ -86,7 +90,11 @@ def load_model(spec: str, device: torch.device, meta: Optional[Dict] = None) -> 
     weights = meta.pop("weights", None)
     if weights is None:
         name, _, weights_file = spec.partition("=")
-        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights_file))
+        try:
+            model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=weights_file))
+        except (RuntimeError, KeyError, ValueError) as error:  # timm's loader: keys or shapes that do not fit
+            raise CheckpointError(f"--checkpoint {spec}: timm cannot load {weights_file} into {name}: "
+                                  f"{str(error).splitlines()[0][:300]}") from None
         return LoadedModel.wrap(name, model, device, meta)
     model = timm.create_model(meta["arch"], num_classes=meta.get("num_classes", 1000),
                               img_size=meta.get("input_size", 224), **meta.get("model_kwargs", {}))

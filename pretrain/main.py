@@ -5,8 +5,9 @@ this module but ``tools/train.py``.
     python tools/train.py --config configs/pretrain/deit_small_mixpro.yaml --data-path /data/imagenet
     torchrun --nproc_per_node 8 tools/train.py --config ... --data-path ...
 
-Writes to ``--output-dir``: config.yaml (resolved), log.jsonl (one JSON line per epoch),
-checkpoint_last.pth, checkpoint_best.pth and checkpoint_epochNNNN.pth every ``--save-every`` epochs.
+Writes to ``--output-dir``: config.yaml (resolved; also as timm's args.yaml), log.jsonl (one JSON line per
+epoch), summary.csv (timm's columns), checkpoint_last.pth, checkpoint_best.pth and checkpoint_epochNNNN.pth
+every ``--save-every`` epochs.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Dict, List, Optional
 
 import timm
 import torch
+from timm.utils import update_summary
 
 from . import checkpoint as ckpt
 from .builder import TrainingParts, build_data, build_mixer, build_model, build_training, start_process
@@ -28,8 +30,8 @@ from .data import BadImageCounter, SyntheticBatches, set_epoch
 from .distributed import DistInfo, all_gather_objects, cleanup
 from .engine import StepOptions, evaluate, train_one_epoch
 from .errors import ConfigError
-from .resume import (ConfigDiff, check_fresh_start, compare_configs, describe, find_checkpoint, reconcile_log,
-                     remove_stale_temporaries)
+from .resume import (ConfigDiff, check_fresh_start, check_same_data, compare_configs, data_identity, describe,
+                     find_checkpoint, reconcile_log, remove_stale_temporaries)
 
 _logger = logging.getLogger("pretrain")
 
@@ -41,15 +43,23 @@ def restore(state: Dict, diff: ConfigDiff, model, parts: TrainingParts, dist_inf
     built for this command line's epochs, is positioned at the resumed step."""
     model.load_state_dict(state["model"])
     optimizer = parts.optimizer
-    if "opt" in diff.allowed:
-        _logger.warning("optimizer state not restored: --opt changed from %s to %s", *diff.allowed["opt"])
+    saved_groups = len(state["optimizer"]["param_groups"])
+    if "opt" in diff.allowed or saved_groups != len(optimizer.param_groups):
+        # another optimizer, or another grouping (timm puts norms and biases in a group of their own only
+        # when weight decay is on): the saved moments do not fit, the optimizer starts afresh
+        _logger.warning("optimizer state not restored: the allowed change of %s gives another optimizer layout "
+                        "(%d parameter groups saved, %d now)", ", ".join(sorted(diff.allowed)), saved_groups,
+                        len(optimizer.param_groups))
     else:
         hyperparameters = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
         optimizer.load_state_dict(state["optimizer"])
         for group, own in zip(optimizer.param_groups, hyperparameters):
             group.update(own)
     parts.scheduler.step_update(num_updates=(state["epoch"] + 1) * steps_per_epoch)
-    parts.scaler.load_state_dict(state["scaler"])
+    if parts.scaler.is_enabled() and state["scaler"]:
+        parts.scaler.load_state_dict(state["scaler"])
+    elif parts.scaler.is_enabled():
+        _logger.warning("the checkpoint has no loss-scaler state (trained without --amp fp16): the scale starts afresh")
     if parts.model_ema is not None:
         if "model_ema" in state:
             parts.model_ema.module.load_state_dict(state["model_ema"])
@@ -111,11 +121,15 @@ def benchmark(config: argparse.Namespace) -> Dict:
 def train(config: argparse.Namespace) -> Dict:
     dist_info, output_dir = start_process(config)
     device = dist_info.device
-    resumed = find_checkpoint(config.resume, output_dir)
+    # rank 0 chooses the checkpoint, so that every process resumes the same one
+    resumed = find_checkpoint(config.resume, output_dir) if dist_info.is_main else None
+    chosen = all_gather_objects(str(resumed[0]) if resumed else "")[0]
+    if chosen and not dist_info.is_main:
+        resumed = (Path(chosen), ckpt.read_training_checkpoint(Path(chosen)))
     diff, resume_entry, history = ConfigDiff(), None, []  # history: every resume of the run, with its changes
-    if resumed is None:
-        check_fresh_start(output_dir)
-    else:
+    if resumed is None or Path(resumed[0]).resolve().parent != output_dir.resolve():
+        check_fresh_start(output_dir, config.resume)
+    if resumed is not None:
         diff = compare_configs(resumed[1]["config"], config, len(resumed[1]["rng"]), dist_info.world_size)
         resume_entry = {"epoch": resumed[1]["epoch"] + 1, "from": str(resumed[0]), "changes": diff.changes}
         history = resumed[1].get("config_history", []) + [resume_entry]
@@ -126,6 +140,8 @@ def train(config: argparse.Namespace) -> Dict:
     mixer = build_mixer(config, model)
     data = build_data(config, model, dist_info)
     train_loader, val_loader, pipeline = data.train_loader, data.val_loader, data.pipeline
+    if resumed is not None:
+        check_same_data(resumed[1], data.train_set, config.resume_allow_change)
     parts = build_training(config, model, dist_info, len(train_loader), mixer)
     optimizer, scheduler, scaler, model_ema, train_model = (
         parts.optimizer, parts.scheduler, parts.scaler, parts.model_ema, parts.train_model)
@@ -158,7 +174,9 @@ def train(config: argparse.Namespace) -> Dict:
         _logger.info("torch.compile's default mode launches the step's kernels from Python, which the GPU data "
                      "path's threads slow down: --compile-mode reduce-overhead trains faster (docs/benchmarks.md)")
     if dist_info.is_main:
-        (output_dir / "config.yaml").write_text(to_yaml(config))
+        resolved = to_yaml(config, leave_out=("resume_allow_change",))
+        (output_dir / "config.yaml").write_text(resolved)
+        (output_dir / "args.yaml").write_text(resolved)  # where timm users look for it
     writer = None
     if config.tensorboard and dist_info.is_main:
         try:
@@ -190,10 +208,14 @@ def train(config: argparse.Namespace) -> Dict:
         if resume_entry is not None and epoch == start_epoch:
             record["resumed"] = resume_entry
         save_training_state(output_dir, epoch, record, config, model, parts, dist_info, best_top1, improved,
-                            (epoch + 1) * len(train_loader), history)
+                            (epoch + 1) * len(train_loader), history, data_identity(data.train_set))
         if dist_info.is_main:
             with open(output_dir / "log.jsonl", "a") as log:
                 log.write(json.dumps(record) + "\n")
+            summary = output_dir / "summary.csv"  # timm's columns, by timm's writer
+            update_summary(epoch, {"loss": stats["train_loss"]},
+                           {key: stats.get(f"val_{key}", "") for key in ("loss", "top1", "top5")}, summary,
+                           lr=stats["train_lr"], write_header=not summary.exists() or summary.stat().st_size == 0)
             if writer is not None:
                 for key, value in stats.items():
                     writer.add_scalar(key, value, epoch)
@@ -206,7 +228,7 @@ def train(config: argparse.Namespace) -> Dict:
 
 def save_training_state(output_dir: Path, epoch: int, record: Dict, config, model, parts: TrainingParts,
                         dist_info: DistInfo, best_top1: Optional[float], improved: bool, step: int,
-                        config_history: List[Dict]) -> None:
+                        config_history: List[Dict], data: Dict) -> None:
     """Every rank contributes its RNG and mixer state; rank 0 writes last / best / every-N atomically.
     The epoch's log record travels inside, so a kill before the log line is written loses nothing."""
     rng_states = all_gather_objects(ckpt.rng_state())
@@ -218,7 +240,7 @@ def save_training_state(output_dir: Path, epoch: int, record: Dict, config, mode
         "scheduler": parts.scheduler.state_dict(), "scaler": parts.scaler.state_dict(), "epoch": epoch, "step": step,
         "best_top1": best_top1, "metrics": {k: v for k, v in record.items() if isinstance(v, (int, float))},
         "record": record, "rng": rng_states, "mixer": mixer_states, "config": vars(config).copy(),
-        "config_history": config_history,
+        "config_history": config_history, "data": data,
     }
     if parts.model_ema is not None:
         state["model_ema"] = parts.model_ema.module.state_dict()

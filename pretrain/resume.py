@@ -20,9 +20,9 @@ from .errors import CheckpointError, ConfigError, InputNotFoundError
 _logger = logging.getLogger("pretrain")
 
 # Where the run's files are, how often it reports, how its data is read and where it runs: none of these
-# changes what is trained (both data pipelines draw the same parameters from the same seeds; compiling
-# and memory layout change rounding only). ``epochs`` extends or shortens the schedule (the scheduler is
-# rebuilt for it).
+# changes the recipe (both data pipelines draw the same augmentation parameters, their JPEG decoders
+# differ slightly; compiling and memory layout change rounding only); each change is logged. ``epochs``
+# extends or shortens the schedule (the scheduler is rebuilt for it).
 MAY_CHANGE = frozenset({"epochs", "output_dir", "config", "data_path", "workers", "pin_memory", "print_freq",
                         "save_every", "eval_every", "eval_batch_size", "tensorboard", "max_bad_fraction", "benchmark",
                         "benchmark_steps", "benchmark_warmup", "device", "data_pipeline", "compile", "compile_mode",
@@ -93,6 +93,28 @@ def compare_configs(saved: Dict, config: argparse.Namespace, saved_world: int, w
     return diff
 
 
+def data_identity(train_set) -> Dict:
+    """What makes two training sets the same run's: the classes in label order and the image count."""
+    mapping = train_set.class_to_idx
+    return {"classes": sorted(mapping, key=mapping.get), "train_images": len(train_set)}
+
+
+def check_same_data(state: Dict, train_set, allowed: List[str]) -> None:
+    """--data-path may move (a copy on local disk); the data it names must be the resumed run's."""
+    saved, now = state.get("data"), data_identity(train_set)
+    if not saved or saved == now or "data_path" in {key.replace("-", "_") for key in allowed}:
+        return
+    changes = []
+    if saved["train_images"] != now["train_images"]:
+        changes.append(f"{saved['train_images']} -> {now['train_images']} training images")
+    if saved["classes"] != now["classes"]:
+        changed = [f"{old}->{new}" for old, new in zip(saved["classes"], now["classes"]) if old != new][:3]
+        changes.append(f"classes {len(saved['classes'])} -> {len(now['classes'])}"
+                       + (f" (e.g. {', '.join(changed)})" if changed else ""))
+    raise ConfigError(f"--data-path names other data than the resumed run's: {'; '.join(changes)}. If that is "
+                      f"intended, pass --resume-allow-change data_path")
+
+
 def find_checkpoint(resume: str, output_dir: Path) -> Optional[Tuple[Path, Dict]]:
     """The checkpoint to resume from and its contents. '' -> None; 'auto' -> OUTPUT_DIR's
     checkpoint_last.pth, or, when that is damaged, the newest readable checkpoint beside it (None in
@@ -137,12 +159,18 @@ def find_checkpoint(resume: str, output_dir: Path) -> Optional[Tuple[Path, Dict]
     return found
 
 
-def check_fresh_start(output_dir: Path) -> None:
-    """A run without --resume must not write over another run's checkpoints and log."""
+def check_fresh_start(output_dir: Path, resume: str = "") -> None:
+    """A new run (or one resumed from a checkpoint elsewhere) must not write over another run's
+    checkpoints and log."""
     existing = [name for name in (ckpt.LAST, LOG) if (Path(output_dir) / name).exists()]
-    if existing:
-        raise ConfigError(f"--output-dir {output_dir} already holds a run ({', '.join(existing)}): pass --resume auto "
-                          f"to continue it, or choose another --output-dir")
+    if not existing:
+        return
+    if resume == "auto":
+        raise ConfigError(f"--output-dir {output_dir} holds {', '.join(existing)} but no readable checkpoint to resume: "
+                          f"move them away, or choose another --output-dir")
+    advice = "pass --resume auto to continue it" if not resume else "resume it into an empty --output-dir"
+    raise ConfigError(f"--output-dir {output_dir} already holds a run ({', '.join(existing)}): {advice}, or choose "
+                      f"another --output-dir")
 
 
 def remove_stale_temporaries(output_dir: Path) -> None:
@@ -159,19 +187,31 @@ def reconcile_log(output_dir: Path, state: Dict) -> None:
     """Make log.jsonl end at the resumed epoch: drop lines of later epochs (they are trained again)
     and restore the resumed epoch's line from the checkpoint when a kill came before it was written."""
     path = Path(output_dir) / LOG
-    lines = path.read_text().splitlines() if path.is_file() else []
+    lines = [line for line in (path.read_text(errors="replace").splitlines() if path.is_file() else [])
+             if line.strip()]
     epoch = state["epoch"]
-    kept = [line for line in lines if line.strip() and json.loads(line).get("epoch", -1) <= epoch]
-    restored = bool(state.get("record")) and not any(json.loads(line).get("epoch") == epoch for line in kept)
+    records = [_record(line) for line in lines]
+    kept = [line for line, record in zip(lines, records) if record is not None and record.get("epoch", -1) <= epoch]
+    torn = sum(record is None for record in records)
+    restored = bool(state.get("record")) and not any(_record(line).get("epoch") == epoch for line in kept)
     if restored:
         kept.append(json.dumps(state["record"]))
-    if restored or len(kept) != len([line for line in lines if line.strip()]):
+    if restored or len(kept) != len(lines):
         tmp = path.with_name(f".{LOG}.tmp{os.getpid()}")
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, path)
-        _logger.info("log.jsonl brought in line with the checkpoint of epoch %d: %d later line(s) dropped%s", epoch,
-                     len([line for line in lines if line.strip()]) + restored - len(kept),
+        _logger.info("log.jsonl brought in line with the checkpoint of epoch %d: %d later line(s) and %d torn "
+                     "line(s) dropped%s", epoch, len(lines) - torn + restored - len(kept), torn,
                      ", its own line restored" if restored else "")
+
+
+def _record(line: str) -> Optional[Dict]:
+    """An epoch record of log.jsonl, or None for a line a kill cut short."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def describe(diff: ConfigDiff, path: Path, state: Dict) -> None:
@@ -179,7 +219,7 @@ def describe(diff: ConfigDiff, path: Path, state: Dict) -> None:
     for key, (old, new) in diff.applied.items():
         if key == "epochs":
             _logger.info("schedule %s from %d to %d epochs: the lr schedule is rebuilt for %d epochs and continues "
-                         "at step %d", "extended" if new > old else "shortened", old, new, new, state["step"])
+                         "after epoch %d", "extended" if new > old else "shortened", old, new, new, state["epoch"])
         else:
             _logger.info("%s changed: %r -> %r", flag(key), old, new)
     for key, (old, new) in diff.allowed.items():

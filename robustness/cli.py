@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import torch
 
 from pretrain.data import choose_pipeline, reserve_hardware_queues
+from pretrain.data.transforms import eval_transform
 from pretrain.distributed import DEVICE_HELP, cleanup, init_distributed
 from pretrain.errors import ConfigError, InputNotFoundError, UserError
 from pretrain.inference import REFERENCE_EVAL, load_model, read_model_spec
@@ -88,19 +90,39 @@ def check_inputs(args: argparse.Namespace) -> Dict[str, Dict]:
     metas = {}
     for spec in args.checkpoint:
         meta = read_model_spec(spec)
-        meta.pop("weights", None)
+        if meta.pop("weights", None) is None:  # timm weights: build the model once to know they load, and its sizes
+            loaded = load_model(spec, torch.device("cpu"), meta)
+            meta.update(num_classes=loaded.model.num_classes, input_size=loaded.input_size,
+                        interpolation=loaded.interpolation, crop_pct=loaded.crop_pct)
         metas[spec] = meta
+    if args.dino:
+        read_model_spec(f"vit_small_patch16_224.dino={args.dino}")
+        for spec, meta in metas.items():
+            if meta.get("input_size", 224) != 224:
+                raise ConfigError(f"--dino saliency is computed at 224 px, {spec} takes {meta['input_size']}-px "
+                                  f"images: leave out --dino to use its own attention")
     return metas
 
 
 def check_writable(out: Path) -> None:
+    probe = out / f".write_test{os.getpid()}"  # one per process: under torchrun every rank checks
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
         probe.write_text("")
         probe.unlink()
     except OSError as error:
         raise UserError(f"--out {out}: cannot write the report there ({error.strerror})") from None
+
+
+def pipeline_transforms(metas: Dict[str, Dict], protocol: str) -> List:
+    """Every model's evaluation transform, for the data pipeline to check it can run each of them."""
+    transforms = []
+    for meta in metas.values():
+        interpolation, crop_pct = ((REFERENCE_EVAL["interpolation"], REFERENCE_EVAL["crop_pct"])
+                                   if protocol == "reference" else
+                                   (meta.get("interpolation", "bicubic"), meta.get("crop_pct", 0.875)))
+        transforms.append(eval_transform(meta.get("input_size", 224), interpolation, crop_pct))
+    return transforms
 
 
 def check_model(model, spec: str, space: data.LabelSpace, classes_file: Optional[str], dino) -> None:
@@ -155,7 +177,10 @@ def main(description: str, argv: Optional[List[str]] = None) -> Dict:
                             seed=args.seed, repeats=args.repeats, per_image=args.per_image,
                             random_patch_size=args.random_patch_size, rank=dist_info.rank,
                             world_size=dist_info.world_size, show_progress=dist_info.is_main,
-                            data_pipeline=choose_pipeline(args.data_pipeline, device))
+                            data_pipeline=choose_pipeline(args.data_pipeline, device,
+                                                          pipeline_transforms(metas, args.eval_transform)))
+        logging.info("evaluating on %s%s, %s data pipeline", device, " (--device auto)" if args.device == "auto" else "",
+                     settings.data_pipeline)
         dino = load_model(f"vit_small_patch16_224.dino={args.dino}", device) if args.dino else None
         results: Dict[str, Dict] = {}
         transforms_used = []

@@ -42,6 +42,26 @@ def run(tmp_path_factory):
             "log": log, "classes": root / "classes.txt"}
 
 
+def test_safetensors_export_loads_into_timm(run, tmp_path):
+    """The .safetensors export: timm's own pretrained loading reads it, and so does every tool of ours."""
+    import timm
+
+    out = tmp_path / "deit.safetensors"
+    ckpt.export_weights(run["last"], out)
+    trained = torch.load(run["last"], weights_only=True)["model"]
+    # the overlay's num_classes tells timm the file's head fits (else it re-initialises a non-1000-class head)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=True,
+                              pretrained_cfg_overlay=dict(file=str(out), num_classes=4), num_classes=4, img_size=48,
+                              patch_size=8, embed_dim=32, depth=2, num_heads=2)
+    assert all(torch.equal(value, trained[key]) for key, value in model.state_dict().items())
+    loaded = load_model(str(out), torch.device("cpu"))
+    assert loaded.meta["num_classes"] == 4 and loaded.interpolation == "bicubic" and loaded.crop_pct == 0.8
+    assert all(torch.equal(value, trained[key]) for key, value in loaded.model.state_dict().items())
+    (tmp_path / "cut.safetensors").write_bytes(out.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="is not a readable safetensors file"):
+        read_model_spec(str(tmp_path / "cut.safetensors"))
+
+
 @pytest.mark.parametrize("kind", ["last", "export"])
 def test_both_kinds_rebuild_the_trained_model(run, kind):
     meta = read_model_spec(str(run[kind]))
@@ -94,5 +114,14 @@ def test_bad_files_get_one_clear_error_each(run, tmp_path):
             ckpt.read_checkpoint(tmp_path / name)
     with pytest.raises(InputNotFoundError, match="does not exist"):
         ckpt.read_checkpoint(tmp_path / "absent.pth")
+    # torch's legacy (non-zip) format, cut anywhere: the unpickler fails in many ways, always one error
+    torch.save({"model": {"w": torch.arange(64.0)}, "epoch": 3}, tmp_path / "legacy.pth",
+               _use_new_zipfile_serialization=False)
+    legacy = (tmp_path / "legacy.pth").read_bytes()
+    assert ckpt.read_checkpoint(tmp_path / "legacy.pth")["epoch"] == 3
+    for cut in range(1, len(legacy), 7):
+        (tmp_path / "cut.pth").write_bytes(legacy[:cut])
+        with pytest.raises(CheckpointError, match="truncated or corrupt|not a PyTorch checkpoint"):
+            ckpt.read_checkpoint(tmp_path / "cut.pth")
     with pytest.raises(CheckpointError, match="not a training checkpoint \\(an exported model"):
         ckpt.export_weights(run["export"], tmp_path / "again.pth")

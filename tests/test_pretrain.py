@@ -1,4 +1,5 @@
 """Pretraining program end to end on generated image folders (CPU, tiny models)."""
+import csv
 import json
 import math
 import os
@@ -55,7 +56,12 @@ def test_recipes_train_and_learn(recipe, arch, data_root, tmp_path):
     assert log[-1]["val_loss"] < math.log(4)  # better than chance on 4 balanced classes
     assert log[-1]["val_images"] == 32
     config = (tmp_path / "config.yaml").read_text()
-    assert f"recipe: {recipe}" in config
+    assert f"recipe: {recipe}" in config and (tmp_path / "args.yaml").read_text() == config
+    with open(tmp_path / "summary.csv") as handle:  # timm's summary, one row per epoch
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["epoch", "train_loss", "eval_loss", "eval_top1", "eval_top5", "lr"]
+    assert [float(row["eval_top1"]) for row in rows] == [row["val_top1"] for row in log]
+    assert [float(row["lr"]) for row in rows] == [row["train_lr"] for row in log]
     if recipe == "mixpro":
         assert any("train_alpha_mean" in row for row in log)
     else:
@@ -91,6 +97,9 @@ def test_kill_and_resume_is_exact(pipeline, data_root, tmp_path, monkeypatch):
     resumed = torch.load(tmp_path / "resumed" / ckpt.LAST, weights_only=True)
     for key, value in straight["model"].items():
         assert torch.equal(value, resumed["model"][key]), key
+    for index, moments in straight["optimizer"]["state"].items():
+        assert all(torch.equal(value, resumed["optimizer"]["state"][index][name]) for name, value in moments.items())
+    assert straight["optimizer"]["param_groups"] == resumed["optimizer"]["param_groups"]
     assert straight["step"] == resumed["step"]
     assert (tmp_path / "resumed" / ckpt.epoch_name(2)).is_file() and (tmp_path / "resumed" / ckpt.epoch_name(4)).is_file()
 
@@ -122,6 +131,53 @@ def test_two_gloo_processes_match_one(data_root, tmp_path):
     for a, b in zip(log_one, log_two):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
         assert a["val_top1"] == b["val_top1"] and a["val_images"] == b["val_images"] == 32
+
+
+FAKE_SRUN = """#!{python}
+# srun as far as tools/slurm_launch.sh needs it: --ntasks copies of the command with SLURM's variables
+import os, subprocess, sys
+args = sys.argv[1:]
+options = {{}}
+while args[0].startswith("--"):
+    key, _, value = args.pop(0)[2:].partition("=")
+    options[key] = value
+tasks = int(options["ntasks"])
+processes = [subprocess.Popen(args, env={{**os.environ, "SLURM_PROCID": str(rank), "SLURM_NTASKS": str(tasks),
+                                         "SLURM_LOCALID": str(rank), "SLURM_JOB_NODELIST": "localhost",
+                                         "SLURM_JOB_ID": "4242"}}) for rank in range(tasks)]
+sys.exit(max(process.wait() for process in processes))
+"""
+
+
+def test_srun_without_torchrun_forms_one_run(data_root, tmp_path):
+    """tools/slurm_train.sh through an srun stand-in: two processes with SLURM's variables and no
+    torchrun form one gloo group and write one run (both ranks' random states in its checkpoint)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(FAKE_SRUN.format(python=sys.executable))
+    (bin_dir / "srun").chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", OMP_NUM_THREADS="1", PYTHON=sys.executable)
+    out = tmp_path / "run"
+    run_command(["bash", str(ROOT / "tools" / "slurm_train.sh"), "debug", "mixpro", "2",
+                 "--config", str(CONFIGS / "deit_small_mixpro.yaml"), "--data-path", str(data_root), *TINY_VIT, *FAST,
+                 "--epochs", "1", "--batch-size", "4", "--output-dir", str(out)], env)
+    state = torch.load(out / ckpt.LAST, weights_only=True)
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(state["rng"]) == 2 and len(log) == 1 and log[0]["global_batch"] == 8
+    assert log[0]["val_images"] == 32  # the two shards of the evaluation add up to the whole set
+
+
+def test_several_processes_without_a_rank_refuse_to_start(monkeypatch):
+    from pretrain.distributed import first_host, launch_environment
+    from pretrain.errors import ConfigError
+
+    for variable in ("RANK", "WORLD_SIZE", "SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
+    with pytest.raises(ConfigError, match="one of 4 .*start the processes with torchrun"):
+        launch_environment()
+    assert [first_host(n) for n in ("gpu[03-05,09],cpu1", "node7", "a,b", "n[5]")] == ["gpu03", "node7", "a", "n5"]
 
 
 def test_corrupt_jpeg_is_skipped_and_counted(data_root, tmp_path):
@@ -245,6 +301,17 @@ def test_pvt_mask_cells_must_be_multiples_of_32():
         model = timm.create_model("pvt_tiny", num_classes=4)
     with pytest.raises(ValueError, match="mask_patch_size=48.*patch_size=32"):
         build_mixer(config, model)
+
+
+def test_timm_flag_names_are_aliases():
+    ours = parse_args(["--config", str(CONFIGS / "deit_small_mixpro.yaml"), "--data-path", "d", "--auto-augment", "",
+                       "--crop-scale", "0.5", "1", "--eval-crop-pct", "0.9", "--lr", "5e-4", "--lr-base-batch", "256",
+                       "--mix-prob", "0.5", "--print-freq", "10"])
+    timms = parse_args(["-c", str(CONFIGS / "deit_small_mixpro.yaml"), "--data-dir", "d", "--aa", "", "--scale", "0.5",
+                        "1", "--crop-pct", "0.9", "--lr-base", "5e-4", "--lr-base-size", "256", "--mixup-prob", "0.5",
+                        "--log-interval", "10"])
+    assert vars(ours) == vars(timms)
+    assert ours.lr_base_batch == 256 and ours.mix_prob == 0.5 and ours.print_freq == 10
 
 
 def test_yaml_bases_and_overrides():

@@ -76,14 +76,28 @@ def test_more_epochs_extend_the_schedule(data_root, tmp_path, capfd):
 
 def test_an_allowed_change_is_applied_and_recorded(data_root, tmp_path):
     train(data_root, tmp_path, "--epochs", "1")
-    log = train(data_root, tmp_path, "--epochs", "2", "--resume", "auto", "--lr", "0.01", "--weight-decay", "0.1",
+    log = train(data_root, tmp_path, "--epochs", "3", "--resume", "auto", "--lr", "0.01", "--weight-decay", "0.1",
                 "--resume-allow-change", "lr", "weight-decay")
-    assert log[1]["train_lr"] == pytest.approx(cosine(2 * STEPS, 2 * STEPS, 0.01), rel=1e-6)
+    # mid-schedule, so the value depends on the base lr: 0.01's cosine, not 0.002's
+    assert log[1]["train_lr"] == pytest.approx(cosine(2 * STEPS, 3 * STEPS, 0.01), rel=1e-6)
     assert log[1]["resumed"]["changes"]["lr"] == [0.002, 0.01]
     state = torch.load(tmp_path / ckpt.LAST, weights_only=True)
     assert state["config"]["lr"] == 0.01 and state["config_history"][0]["changes"]["weight_decay"] == [0.05, 0.1]
     decays = {group["weight_decay"] for group in state["optimizer"]["param_groups"]}
     assert decays == {0.0, 0.1}  # the new decay reached the optimizer (norms and biases stay undecayed)
+
+
+def test_a_change_of_optimizer_layout_starts_the_moments_afresh(data_root, tmp_path, capfd):
+    """Weight decay 0 puts every parameter in one group (timm): the saved moments of two groups do not
+    fit, so the optimizer state starts afresh, with a warning, instead of failing."""
+    train(data_root, tmp_path, "--epochs", "1")
+    capfd.readouterr()
+    log = train(data_root, tmp_path, "--epochs", "2", "--resume", "auto", "--weight-decay", "0",
+                "--resume-allow-change", "weight_decay")
+    assert "optimizer state not restored" in capfd.readouterr().err
+    assert [row["epoch"] for row in log] == [0, 1]
+    groups = torch.load(tmp_path / ckpt.LAST, weights_only=True)["optimizer"]["param_groups"]
+    assert [group["weight_decay"] for group in groups] == [0.0]
 
 
 def test_the_model_can_never_change(data_root, tmp_path):
@@ -108,7 +122,8 @@ def test_a_killed_run_is_repaired_on_resume(data_root, tmp_path, capfd):
     log = log_of(tmp_path)
     (tmp_path / ckpt.LAST).write_bytes((tmp_path / ckpt.LAST).read_bytes()[:1000])
     (tmp_path / ckpt.BEST).write_text("not a checkpoint")
-    lines = [json.dumps(row) for row in log[:1]] + [json.dumps({**log[2], "epoch": 2})]  # epoch 1's line lost
+    # epoch 1's line lost, and a line torn by the kill
+    lines = [json.dumps(row) for row in log[:1]] + [json.dumps({**log[2], "epoch": 2}), '{"epoch": 2, "train_lo']
     (tmp_path / "log.jsonl").write_text("\n".join(lines) + "\n")
     stale = tmp_path / ".checkpoint_last.pth.tmp4242"
     stale.write_bytes(b"\0" * 4096)
@@ -117,7 +132,7 @@ def test_a_killed_run_is_repaired_on_resume(data_root, tmp_path, capfd):
     logged = capfd.readouterr().err
     newest_readable = torch.load(tmp_path / ckpt.epoch_name(2), weights_only=True)
     assert logged.count("skipped a damaged checkpoint") == 2 and "resuming from checkpoint_epoch0002.pth" in logged
-    assert [row["epoch"] for row in resumed] == [0, 1, 2]
+    assert [row["epoch"] for row in resumed] == [0, 1, 2] and "1 torn line(s) dropped" in logged
     assert resumed[1] == json.loads(json.dumps(newest_readable["record"]))  # restored from the checkpoint
     assert resumed[2]["resumed"]["epoch"] == 2
     assert not stale.exists()

@@ -73,7 +73,9 @@ def checkpoint_to_resume(work_dir: Path) -> Optional[Path]:
     if not pointer.is_file():
         print(f"--resume: no last_checkpoint in {work_dir}: starting fresh")
         return None
-    target = Path(pointer.read_text().strip()).resolve()
+    named = Path(pointer.read_text().strip())
+    # mmengine writes the path as the work dir was spelled (relative to where it ran); try the work dir too
+    target = (named if named.exists() or named.is_absolute() else work_dir / named.name).resolve()
     if work_dir.resolve() not in target.parents:
         raise UserError(f"{pointer} names {target}, outside the work dir {work_dir.resolve()}: refusing to unpickle it; "
                         f"pass --resume PATH to resume from a checkpoint you trust")

@@ -62,7 +62,7 @@ def empty_class_folders(dataset: "RobustImageDataset") -> List[str]:
     would shift every later label)."""
     if not os.path.isdir(dataset.location):
         return []
-    folders = {entry.name for entry in os.scandir(dataset.location) if entry.is_dir()}
+    folders = {entry.name for entry in os.scandir(dataset.location) if entry.is_dir() and not entry.name.startswith(".")}
     return sorted(folders - set(dataset.class_to_idx))
 
 

@@ -248,7 +248,8 @@ def _pvt_attention_site(model: PyramidVisionTransformer) -> AttentionSite:
                          patch_size=model.cls_stride, attention=attn)
 
 
-register_attention_adapter(lambda model: isinstance(model, PyramidVisionTransformer), _pvt_attention_site)
+register_attention_adapter(lambda model: isinstance(model, PyramidVisionTransformer), _pvt_attention_site,
+                           "PVT v1 (pretrain.models)")
 
 
 def _cfg(**kwargs) -> dict:
