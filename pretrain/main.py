@@ -30,8 +30,8 @@ from .data import BadImageCounter, SyntheticBatches, set_epoch
 from .distributed import DistInfo, all_gather_objects, cleanup
 from .engine import StepOptions, evaluate, train_one_epoch
 from .errors import ConfigError
-from .resume import (ConfigDiff, check_fresh_start, check_same_data, compare_configs, data_identity, describe,
-                     find_checkpoint, reconcile_log, remove_stale_temporaries)
+from .resume import (ConfigDiff, check_same_data, data_identity, describe, plan_resume, reconcile_log,
+                     remove_stale_temporaries)
 
 _logger = logging.getLogger("pretrain")
 
@@ -121,18 +121,8 @@ def benchmark(config: argparse.Namespace) -> Dict:
 def train(config: argparse.Namespace) -> Dict:
     dist_info, output_dir = start_process(config)
     device = dist_info.device
-    # rank 0 chooses the checkpoint, so that every process resumes the same one
-    resumed = find_checkpoint(config.resume, output_dir) if dist_info.is_main else None
-    chosen = all_gather_objects(str(resumed[0]) if resumed else "")[0]
-    if chosen and not dist_info.is_main:
-        resumed = (Path(chosen), ckpt.read_training_checkpoint(Path(chosen)))
-    diff, resume_entry, history = ConfigDiff(), None, []  # history: every resume of the run, with its changes
-    if resumed is None or Path(resumed[0]).resolve().parent != output_dir.resolve():
-        check_fresh_start(output_dir, config.resume)
-    if resumed is not None:
-        diff = compare_configs(resumed[1]["config"], config, len(resumed[1]["rng"]), dist_info.world_size)
-        resume_entry = {"epoch": resumed[1]["epoch"] + 1, "from": str(resumed[0]), "changes": diff.changes}
-        history = resumed[1].get("config_history", []) + [resume_entry]
+    resumed = plan_resume(config, output_dir, dist_info)
+    history = resumed.history if resumed else []  # every resume of the run, with its changes
     if dist_info.is_main:
         remove_stale_temporaries(output_dir)
 
@@ -141,24 +131,25 @@ def train(config: argparse.Namespace) -> Dict:
     data = build_data(config, model, dist_info)
     train_loader, val_loader, pipeline = data.train_loader, data.val_loader, data.pipeline
     if resumed is not None:
-        check_same_data(resumed[1], data.train_set, config.resume_allow_change)
+        check_same_data(resumed.state, data.train_set, config.resume_allow_change)
     parts = build_training(config, model, dist_info, len(train_loader), mixer)
     optimizer, scheduler, scaler, model_ema, train_model = (
         parts.optimizer, parts.scheduler, parts.scaler, parts.model_ema, parts.train_model)
     lr, global_batch = parts.lr, parts.global_batch
 
     start_epoch, best_top1 = 0, None
+    resume_entry = None
     if resumed is not None:
-        path, state = resumed
-        describe(diff, path, state)
-        restore(state, diff, model, parts, dist_info, len(train_loader))
-        start_epoch, best_top1 = state["epoch"] + 1, state.get("best_top1")
+        describe(resumed.diff, resumed.path, resumed.state)
+        restore(resumed.state, resumed.diff, model, parts, dist_info, len(train_loader))
+        start_epoch, best_top1 = resumed.state["epoch"] + 1, resumed.state.get("best_top1")
         if dist_info.is_main:
-            reconcile_log(output_dir, state)
+            reconcile_log(output_dir, resumed.state)
         if start_epoch >= config.epochs:
             _logger.info("the run has completed its %d epochs: nothing to train (pass a larger --epochs to extend "
                          "its schedule)", config.epochs)
-        del resumed, state  # the optimizer state on the host is no longer needed
+        resume_entry = resumed.history[-1]
+        del resumed  # the optimizer state on the host is no longer needed
 
     n_parameters = sum(p.numel() for p in model.parameters())
     _logger.info("model %s: %.2fM parameters; mixer %s", config.model, n_parameters / 1e6, mixer)

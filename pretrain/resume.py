@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import checkpoint as ckpt
 from .config import flag, get_args_parser
+from .distributed import DistInfo, all_gather_objects
 from .errors import CheckpointError, ConfigError, InputNotFoundError
 
 _logger = logging.getLogger("pretrain")
@@ -91,6 +92,35 @@ def compare_configs(saved: Dict, config: argparse.Namespace, saved_world: int, w
                           f"--resume-allow-change {' '.join(key for key, _ in refused)}; otherwise resume with the "
                           f"run's own settings (its config.yaml)")
     return diff
+
+
+@dataclass
+class Resumption:
+    """The checkpoint a run continues from, how the command line differs from it, and the run's
+    history of resumes, this one last."""
+
+    path: Path
+    state: Dict
+    diff: ConfigDiff
+    history: List[Dict]
+
+
+def plan_resume(config: argparse.Namespace, output_dir: Path, dist_info: DistInfo) -> Optional[Resumption]:
+    """Before anything is built: rank 0 chooses the checkpoint (every process then resumes the same
+    one), the output folder must not hold another run, and the command line is compared with the
+    checkpoint's configuration."""
+    found = find_checkpoint(config.resume, output_dir) if dist_info.is_main else None
+    chosen = all_gather_objects(str(found[0]) if found else "")[0]
+    if chosen and not dist_info.is_main:
+        found = (Path(chosen), ckpt.read_training_checkpoint(Path(chosen)))
+    if found is None or found[0].resolve().parent != Path(output_dir).resolve():
+        check_fresh_start(output_dir, config.resume)
+    if found is None:
+        return None
+    path, state = found
+    diff = compare_configs(state["config"], config, len(state["rng"]), dist_info.world_size)
+    entry = {"epoch": state["epoch"] + 1, "from": str(path), "changes": diff.changes}
+    return Resumption(path, state, diff, state.get("config_history", []) + [entry])
 
 
 def data_identity(train_set) -> Dict:
