@@ -15,7 +15,7 @@ import pickle
 import random
 import re
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 
@@ -197,6 +197,8 @@ def load_model_weights(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict]:
         return dict(state["state_dict"]), dict(state["meta"])
     if isinstance(state, dict) and "model" in state and "config" in state:
         return dict(state["model"]), {**model_meta(state["config"]), "epoch": state["epoch"] + 1, "source": str(path)}
+    if isinstance(state, dict) and len(state) == 1 and next(iter(state)) in ("model", "state_dict"):
+        state = next(iter(state.values()))  # {'model': ...}, as the official DeiT checkpoints are saved
     if isinstance(state, dict) and state and all(isinstance(value, torch.Tensor) for value in state.values()):
         return dict(state), {"arch": None, "source": str(path)}
     raise CheckpointError(f"{path}: not a checkpoint of this suite (expected an export with 'state_dict' and "
@@ -218,3 +220,22 @@ def check_state_dict(converted: Dict[str, torch.Tensor], expected: Dict[str, tor
             if items:
                 lines.append(f"  {title} ({len(items)}): " + ", ".join(items[:20]) + (" ..." if len(items) > 20 else ""))
         raise CheckpointMismatchError("\n".join(lines))
+
+
+def initialise_from(model: torch.nn.Module, path: Path) -> List[str]:
+    """Load the weights of any checkpoint the suite reads (export, training checkpoint, .safetensors,
+    a timm or official DeiT state dict) into ``model`` to fine-tune it. The classifier (the model's
+    pretrained_cfg 'classifier') is re-initialised where the checkpoint has none or another class
+    count; any other missing, unused or misshapen key is an error listing them. Returns the classifier
+    keys left at their initialisation."""
+    weights, _ = load_model_weights(Path(path))
+    expected = model.state_dict()
+    heads = getattr(model, "pretrained_cfg", {}).get("classifier", "head")
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    in_head = [key for key in expected if any(key == head or key.startswith(head + ".") for head in heads)]
+    fresh = [key for key in in_head if key not in weights or weights[key].shape != expected[key].shape]
+    kept = {key: value for key, value in weights.items() if key not in fresh}
+    check_state_dict(kept, {key: value for key, value in expected.items() if key not in fresh},
+                     f"--initial-checkpoint {path}")
+    model.load_state_dict(kept, strict=False)
+    return fresh

@@ -60,6 +60,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--model", default="deit_small_patch16_224", help="timm model name (pvt_* after import pretrain.models)")
     group.add_argument("--model-kwargs", nargs="*", default={}, action=KeyValueAction,
                        help="extra timm.create_model arguments, key=value")
+    group.add_argument("--initial-checkpoint", "--pretrained-path", default="",
+                       help="fine-tune from this file: our export / training checkpoint / .safetensors, or a timm "
+                            "or DeiT state dict; the classifier is re-initialised when the class count differs")
     group.add_argument("--input-size", type=int, default=224)
     group.add_argument("--drop-path", type=float, default=0.1)
     group.add_argument("--model-ema", action=argparse.BooleanOptionalAction, default=False,
@@ -291,6 +294,8 @@ def check_config(config: argparse.Namespace) -> None:
                                                                            if close else ""))
     if problems:
         raise ConfigError("; ".join(problems))
+    if config.initial_checkpoint and not Path(config.initial_checkpoint).is_file():
+        raise InputNotFoundError(f"--initial-checkpoint {config.initial_checkpoint!r} does not exist")
     if config.class_map and not Path(config.class_map).is_file():
         raise InputNotFoundError(f"--class-map {config.class_map!r} does not exist (a file of class folder names, "
                                  f"one per line)")

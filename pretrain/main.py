@@ -127,6 +127,10 @@ def train(config: argparse.Namespace) -> Dict:
         remove_stale_temporaries(output_dir)
 
     model = build_model(config)
+    if config.initial_checkpoint and resumed is None:  # a resumed run has its own weights
+        fresh = ckpt.initialise_from(model, Path(config.initial_checkpoint))
+        _logger.info("weights from %s%s", config.initial_checkpoint,
+                     f"; classifier re-initialised ({', '.join(fresh)})" if fresh else "")
     mixer = build_mixer(config, model)
     data = build_data(config, model, dist_info)
     train_loader, val_loader, pipeline = data.train_loader, data.val_loader, data.pipeline

@@ -96,6 +96,10 @@ CASES = [
      "mask_patch_size=64 px makes a single MaskMix cell on 32x32 images"),
     ("mask-not-multiple", "train.py", lambda f: train_args(f, "--mask-patch-size", "12"),
      "mask_patch_size=12 must be a positive multiple of patch_size=8"),
+    ("initial-checkpoint-absent", "train.py", lambda f: train_args(f, "--initial-checkpoint", f / "none.pth"),
+     ("--initial-checkpoint", "none.pth' does not exist")),
+    ("initial-checkpoint-text", "train.py", lambda f: train_args(f, "--initial-checkpoint", f / "notes.pth"),
+     "is not a PyTorch checkpoint"),
     # pretraining: data
     ("data-path-missing", "train.py", lambda f: [*TINY, "--output-dir", str(f / "fresh")], "--data-path is required"),
     ("data-path-absent", "train.py", lambda f: train_args(f, data="nowhere"), "does not exist or is not a folder"),

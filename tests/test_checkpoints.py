@@ -11,6 +11,7 @@ from PIL import Image
 
 from pretrain import checkpoint as ckpt
 from pretrain.config import parse_args
+from pretrain.builder import build_model
 from pretrain.data import build_transforms
 from pretrain.errors import CheckpointError, InputNotFoundError
 from pretrain.inference import load_model, read_model_spec
@@ -60,6 +61,29 @@ def test_safetensors_export_loads_into_timm(run, tmp_path):
     (tmp_path / "cut.safetensors").write_bytes(out.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="is not a readable safetensors file"):
         read_model_spec(str(tmp_path / "cut.safetensors"))
+
+
+def test_fine_tuning_starts_from_the_checkpoint_with_a_new_head(run, tmp_path):
+    """Two classes from a four-class run: every weight but the classifier's comes from the file (an
+    export, a .safetensors export, or {'model': state dict} as DeiT's own checkpoints), the head is
+    re-initialised, and a run trains from it; a checkpoint of another architecture is refused."""
+    data = make_image_folder(tmp_path / "two", size=40, per_class_train=8, per_class_val=4, classes=CLASS_NAMES[:2])
+    trained = torch.load(run["last"], weights_only=True)["model"]
+    ckpt.export_weights(run["last"], tmp_path / "deit.safetensors")
+    torch.save({"model": trained}, tmp_path / "official_layout.pth")
+    for source in (run["export"], tmp_path / "deit.safetensors", tmp_path / "official_layout.pth"):
+        config = parse_args([*TINY, "--num-classes", "2", "--initial-checkpoint", str(source), "--data-path", str(data)])
+        model = build_model(config)
+        assert ckpt.initialise_from(model, source) == ["head.weight", "head.bias"]
+        assert model.head.weight.shape == (2, 32)
+        assert all(torch.equal(value, trained[key]) for key, value in model.state_dict().items()
+                   if not key.startswith("head."))
+    pretrain(parse_args([*TINY, "--num-classes", "2", "--initial-checkpoint", str(run["export"]), "--data-path",
+                         str(data), "--output-dir", str(tmp_path / "fine")]))
+    assert len((tmp_path / "fine" / "log.jsonl").read_text().splitlines()) == 1
+    deeper = parse_args([*TINY, "--model-kwargs", "patch_size=8", "embed_dim=32", "depth=3", "num_heads=2"])
+    with pytest.raises(CheckpointError, match="missing .*blocks.2"):
+        ckpt.initialise_from(build_model(deeper), run["export"])
 
 
 @pytest.mark.parametrize("kind", ["last", "export"])
