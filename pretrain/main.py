@@ -21,17 +21,16 @@ from typing import Dict, List, Optional
 
 import timm
 import torch
-from timm.utils import update_summary
 
 from . import checkpoint as ckpt
+from . import records
 from .builder import TrainingParts, build_data, build_mixer, build_model, build_training, start_process
 from .config import to_yaml
 from .data import BadImageCounter, SyntheticBatches, set_epoch
 from .distributed import DistInfo, all_gather_objects, cleanup
 from .engine import StepOptions, evaluate, train_one_epoch
 from .errors import ConfigError
-from .resume import (ConfigDiff, check_same_data, data_identity, describe, plan_resume, reconcile_log,
-                     remove_stale_temporaries)
+from .resume import ConfigDiff, check_same_data, data_identity, describe, plan_resume, remove_stale_temporaries
 
 _logger = logging.getLogger("pretrain")
 
@@ -148,7 +147,7 @@ def train(config: argparse.Namespace) -> Dict:
         restore(resumed.state, resumed.diff, model, parts, dist_info, len(train_loader))
         start_epoch, best_top1 = resumed.state["epoch"] + 1, resumed.state.get("best_top1")
         if dist_info.is_main:
-            reconcile_log(output_dir, resumed.state)
+            records.reconcile(output_dir, resumed.state)
         if start_epoch >= config.epochs:
             _logger.info("the run has completed its %d epochs: nothing to train (pass a larger --epochs to extend "
                          "its schedule)", config.epochs)
@@ -205,12 +204,7 @@ def train(config: argparse.Namespace) -> Dict:
         save_training_state(output_dir, epoch, record, config, model, parts, dist_info, best_top1, improved,
                             (epoch + 1) * len(train_loader), history, data_identity(data.train_set))
         if dist_info.is_main:
-            with open(output_dir / "log.jsonl", "a") as log:
-                log.write(json.dumps(record) + "\n")
-            summary = output_dir / "summary.csv"  # timm's columns, by timm's writer
-            update_summary(epoch, {"loss": stats["train_loss"]},
-                           {key: stats.get(f"val_{key}", "") for key in ("loss", "top1", "top5")}, summary,
-                           lr=stats["train_lr"], write_header=not summary.exists() or summary.stat().st_size == 0)
+            records.append_record(output_dir, record)
             if writer is not None:
                 for key, value in stats.items():
                     writer.add_scalar(key, value, epoch)

@@ -1,19 +1,18 @@
 """Resuming a run. The saved configuration is the run's identity: a new command line may change where
 things are and how often things are reported, and extend the schedule (``--epochs``); any other
 difference stops before work unless ``--resume-allow-change`` names it. Also the repairs a killed run
-needs: the newest readable checkpoint when the last one is damaged, the log's lines brought in line
-with the checkpoint, and temporary checkpoint files removed."""
+needs: the newest readable checkpoint when the last one is damaged and temporary checkpoint files
+removed (the records are repaired by :mod:`.records`)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import checkpoint as ckpt
+from . import records
 from .config import flag, get_args_parser
 from .distributed import DistInfo, all_gather_objects
 from .errors import CheckpointError, ConfigError, InputNotFoundError
@@ -34,7 +33,6 @@ NOT_COMPARED = frozenset({"resume", "resume_allow_change"})
 NEVER_CHANGE = frozenset({"model", "model_kwargs", "num_classes", "input_size"})
 # Not an option: processes x --batch-size, which scales the lr; may change with the batch size.
 GLOBAL_BATCH = "global_batch"
-LOG = "log.jsonl"
 
 
 @dataclass
@@ -192,7 +190,7 @@ def find_checkpoint(resume: str, output_dir: Path) -> Optional[Tuple[Path, Dict]
 def check_fresh_start(output_dir: Path, resume: str = "") -> None:
     """A new run (or one resumed from a checkpoint elsewhere) must not write over another run's
     checkpoints and log."""
-    existing = [name for name in (ckpt.LAST, LOG) if (Path(output_dir) / name).exists()]
+    existing = [name for name in (ckpt.LAST, records.LOG) if (Path(output_dir) / name).exists()]
     if not existing:
         return
     if resume == "auto":
@@ -211,37 +209,6 @@ def remove_stale_temporaries(output_dir: Path) -> None:
         path.unlink(missing_ok=True)
     if stale:
         _logger.info("removed %d unfinished checkpoint write(s) of a killed run (%.1f MB)", len(stale), size / 2**20)
-
-
-def reconcile_log(output_dir: Path, state: Dict) -> None:
-    """Make log.jsonl end at the resumed epoch: drop lines of later epochs (they are trained again)
-    and restore the resumed epoch's line from the checkpoint when a kill came before it was written."""
-    path = Path(output_dir) / LOG
-    lines = [line for line in (path.read_text(errors="replace").splitlines() if path.is_file() else [])
-             if line.strip()]
-    epoch = state["epoch"]
-    records = [_record(line) for line in lines]
-    kept = [line for line, record in zip(lines, records) if record is not None and record.get("epoch", -1) <= epoch]
-    torn = sum(record is None for record in records)
-    restored = bool(state.get("record")) and not any(_record(line).get("epoch") == epoch for line in kept)
-    if restored:
-        kept.append(json.dumps(state["record"]))
-    if restored or len(kept) != len(lines):
-        tmp = path.with_name(f".{LOG}.tmp{os.getpid()}")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, path)
-        _logger.info("log.jsonl brought in line with the checkpoint of epoch %d: %d later line(s) and %d torn "
-                     "line(s) dropped%s", epoch, len(lines) - torn + restored - len(kept), torn,
-                     ", its own line restored" if restored else "")
-
-
-def _record(line: str) -> Optional[Dict]:
-    """An epoch record of log.jsonl, or None for a line a kill cut short."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def describe(diff: ConfigDiff, path: Path, state: Dict) -> None:

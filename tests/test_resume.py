@@ -1,5 +1,6 @@
 """Resuming: the saved configuration is the run's identity; the schedule extends with --epochs; allowed
 changes are applied and recorded; a killed run's leftovers are repaired (CPU, tiny ViT)."""
+import csv
 import json
 import math
 import sys
@@ -133,6 +134,8 @@ def test_a_killed_run_is_repaired_on_resume(data_root, tmp_path, capfd):
     newest_readable = torch.load(tmp_path / ckpt.epoch_name(2), weights_only=True)
     assert logged.count("skipped a damaged checkpoint") == 2 and "resuming from checkpoint_epoch0002.pth" in logged
     assert [row["epoch"] for row in resumed] == [0, 1, 2] and "1 torn line(s) dropped" in logged
+    with open(tmp_path / "summary.csv") as handle:  # timm's summary follows the repaired log
+        assert [int(row["epoch"]) for row in csv.DictReader(handle)] == [0, 1, 2]
     assert resumed[1] == json.loads(json.dumps(newest_readable["record"]))  # restored from the checkpoint
     assert resumed[2]["resumed"]["epoch"] == 2
     assert not stale.exists()
