@@ -14,8 +14,9 @@ import os
 import pickle
 import random
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Iterator, List, Tuple
 
 import torch
 
@@ -30,21 +31,28 @@ def epoch_name(epoch: int) -> str:
     return f"checkpoint_epoch{epoch:04d}.pth"
 
 
-def save_atomic(obj: Dict, path: Path) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``:
-    a crash leaves either the old file or the new one, never a torn one."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; flushed to disk and renamed over ``path`` when the
+    block succeeds, removed when it fails: a crash leaves either the old file or the new one, never a
+    torn one (a kill leaves the temporary, which resume removes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
+        yield tmp
+        with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def save_atomic(obj: Dict, path: Path) -> None:
+    """``torch.save`` through :func:`atomic_file`."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
 
 
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "scaler", "epoch", "rng", "mixer", "config")
@@ -155,15 +163,9 @@ def save_safetensors(weights: Dict[str, torch.Tensor], meta: Dict, path: Path) -
     as JSON in the file's header; written atomically like every checkpoint."""
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         save_file({key: value.contiguous() for key, value in weights.items()}, str(tmp),
                   metadata={"format": "pt", SAFETENSORS_META: json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read_safetensors(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict]:

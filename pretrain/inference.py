@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import timm
 import torch
@@ -19,6 +19,13 @@ from .errors import CheckpointError, InputNotFoundError
 
 # The robustness reference code (hendrycks, Naseer et al.) resizes bilinearly to 256 and crops 224.
 REFERENCE_EVAL = {"interpolation": "bilinear", "crop_pct": 0.875}
+
+
+def eval_resize(protocol: str, interpolation: str, crop_pct: float) -> Tuple[str, float]:
+    """(interpolation, crop pct) of an evaluation: the model's own (``checkpoint``) or the reference's."""
+    if protocol == "reference":
+        return REFERENCE_EVAL["interpolation"], REFERENCE_EVAL["crop_pct"]
+    return interpolation, crop_pct
 
 
 @dataclass
@@ -51,10 +58,8 @@ class LoadedModel:
         interpolation, crop_pct = self.eval_resize(protocol)
         return eval_transform(self.input_size, interpolation, crop_pct)
 
-    def eval_resize(self, protocol: str):
-        if protocol == "reference":
-            return REFERENCE_EVAL["interpolation"], REFERENCE_EVAL["crop_pct"]
-        return self.interpolation, self.crop_pct
+    def eval_resize(self, protocol: str) -> Tuple[str, float]:
+        return eval_resize(protocol, self.interpolation, self.crop_pct)
 
     def logits(self, images01: torch.Tensor, amp: bool) -> torch.Tensor:
         with torch.autocast(images01.device.type, dtype=torch.bfloat16, enabled=amp):

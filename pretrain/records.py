@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from timm.utils import update_summary
+
+from .checkpoint import atomic_file
 
 _logger = logging.getLogger("pretrain")
 
@@ -45,7 +46,8 @@ def reconcile(output_dir: Path, state: Dict) -> None:
     if restored:
         kept.append(state["record"])
     if restored or len(kept) != len(lines):
-        _replace(path, "".join(json.dumps(record) + "\n" for record in kept))
+        with atomic_file(path) as tmp:
+            tmp.write_text("".join(json.dumps(record) + "\n" for record in kept))
         _logger.info("log.jsonl brought in line with the checkpoint of epoch %d: %d later line(s) and %d torn "
                      "line(s) dropped%s", epoch, len(lines) - torn + restored - len(kept), torn,
                      ", its own line restored" if restored else "")
@@ -53,20 +55,12 @@ def reconcile(output_dir: Path, state: Dict) -> None:
 
 
 def _rewrite_summary(path: Path, records: List[Dict]) -> None:
-    tmp = path.with_name(f".{SUMMARY}.tmp{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    for record in records:
-        _append_summary(tmp, record)
-    if tmp.exists():
-        os.replace(tmp, path)
-    else:
+    if not records:
         path.unlink(missing_ok=True)
-
-
-def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        return
+    with atomic_file(path) as tmp:
+        for record in records:
+            _append_summary(tmp, record)
 
 
 def _record(line: str) -> Optional[Dict]:

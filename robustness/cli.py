@@ -13,7 +13,7 @@ from pretrain.data import choose_pipeline, reserve_hardware_queues
 from pretrain.data.transforms import eval_transform
 from pretrain.distributed import DEVICE_HELP, cleanup, init_distributed
 from pretrain.errors import ConfigError, InputNotFoundError, UserError
-from pretrain.inference import REFERENCE_EVAL, load_model, read_model_spec
+from pretrain.inference import REFERENCE_EVAL, eval_resize, load_model, read_model_spec
 
 from . import data
 from .evaluate import Settings, evaluate_ood, evaluate_shifted, evaluate_val
@@ -116,35 +116,32 @@ def check_writable(out: Path) -> None:
 
 def pipeline_transforms(metas: Dict[str, Dict], protocol: str) -> List:
     """Every model's evaluation transform, for the data pipeline to check it can run each of them."""
-    transforms = []
-    for meta in metas.values():
-        interpolation, crop_pct = ((REFERENCE_EVAL["interpolation"], REFERENCE_EVAL["crop_pct"])
-                                   if protocol == "reference" else
-                                   (meta.get("interpolation", "bicubic"), meta.get("crop_pct", 0.875)))
-        transforms.append(eval_transform(meta.get("input_size", 224), interpolation, crop_pct))
-    return transforms
+    return [eval_transform(meta.get("input_size", 224),
+                           *eval_resize(protocol, meta.get("interpolation", "bicubic"), meta.get("crop_pct", 0.875)))
+            for meta in metas.values()]
 
 
 def check_model(model, spec: str, space: data.LabelSpace, classes_file: Optional[str], dino) -> None:
     """The model must predict the label space's classes, and DINO saliency needs 224-px inputs."""
-    outputs = getattr(model.model, "num_classes", None)
-    if outputs != len(space.classes):
-        where = f"--classes {classes_file}" if classes_file else "ImageNet-1k (no --classes given)"
-        raise ConfigError(f"{spec} predicts {outputs} classes but the label space, {where}, has "
-                          f"{len(space.classes)}")
+    check_class_count(spec, getattr(model.model, "num_classes", None), space, classes_file)
     if dino is not None and model.input_size != dino.input_size:
         raise ConfigError(f"--dino saliency is computed at {dino.input_size} px, {spec} takes "
                           f"{model.input_size}-px images: leave out --dino to use its own attention")
 
 
+def check_class_count(spec: str, outputs: Optional[int], space: data.LabelSpace, classes_file: Optional[str]) -> None:
+    if outputs != len(space.classes):
+        where = f"--classes {classes_file}" if classes_file else "ImageNet-1k (no --classes given)"
+        raise ConfigError(f"{spec} predicts {outputs} classes but the label space, {where}, has "
+                          f"{len(space.classes)}")
+
+
 def check_label_spaces(metas: Dict[str, Dict], space: data.LabelSpace, classes_file: Optional[str]) -> None:
-    """Class counts known from the metadata, checked before any evaluation (timm weights are checked
-    once built)."""
+    """Class counts known from the metadata, checked before any evaluation (an old export without
+    them is checked once built, by :func:`check_model`)."""
     for spec, meta in metas.items():
-        if meta.get("num_classes") not in (None, len(space.classes)):
-            where = f"--classes {classes_file}" if classes_file else "ImageNet-1k (no --classes given)"
-            raise ConfigError(f"{spec} predicts {meta['num_classes']} classes but the label space, {where}, has "
-                              f"{len(space.classes)}")
+        if meta.get("num_classes") is not None:
+            check_class_count(spec, meta["num_classes"], space, classes_file)
 
 
 def build_sets(args: argparse.Namespace, space: data.LabelSpace, titles: Dict[str, str]) -> Dict[str, data.EvalSet]:
