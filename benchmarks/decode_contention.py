@@ -35,7 +35,7 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from pretrain.config import parse_args
 from pretrain.data.gpu.decode import EncodedImageDataset, collate_encoded
-from pretrain.builder import build_datasets, build_model
+from pretrain.builder import build_datasets, build_model, open_datasets
 
 def scripted_decode(data: List[torch.Tensor], mode: int, device: torch.device) -> List[torch.Tensor]:
     return torch.ops.image.decode_jpegs_cuda(data, mode, device)
@@ -117,7 +117,8 @@ def main() -> None:
         parser.error(f"unknown decoder(s) {unknown}")
     device = torch.device("cuda")
     config = parse_args(["--config", "configs/pretrain/deit_small_mixpro.yaml", "--data-path", args.data_path])
-    dataset = EncodedImageDataset.from_dataset(build_datasets(config, build_model(config))[0])
+    datasets = open_datasets(config)  # first: it counts the classes the model needs
+    dataset = EncodedImageDataset.from_dataset(build_datasets(config, build_model(config), datasets)[0])
     loader = DataLoader(dataset, batch_size=256, num_workers=16, collate_fn=collate_encoded, shuffle=True)
     batches = []
     for batch in loader:  # JPEG payloads only (the workers decode PNG and CMYK files themselves)

@@ -15,7 +15,7 @@ import torch
 from pretrain.config import parse_args
 from pretrain.distributed import DistInfo
 from pretrain.data import reserve_hardware_queues
-from pretrain.builder import build_data, build_model
+from pretrain.builder import build_data, build_model, open_datasets
 
 
 def main() -> None:
@@ -34,7 +34,8 @@ def main() -> None:
     reserve_hardware_queues(args.data_pipeline)  # as tools/train.py does
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dist_info = DistInfo(rank=0, world_size=1, local_rank=0, device=device)
-    data = build_data(config, build_model(config), dist_info)
+    datasets = open_datasets(config)  # first: it counts the classes the model needs
+    data = build_data(config, build_model(config), dist_info, datasets)
     train_loader, pipeline = data.train_loader, data.pipeline
     seen, start = 0, 0.0
     for step, (images, _, _) in enumerate(train_loader):

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from pretrain.config import parse_args
 from pretrain.data.gpu.resample import resample_boxes
 from pretrain.data.gpu.decode import DeviceDecoder, EncodedImageDataset, collate_encoded
-from pretrain.builder import build_datasets, build_model
+from pretrain.builder import build_datasets, build_model, open_datasets
 
 
 def timed(fn, device, host_cpu: list):
@@ -45,7 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda")
     config = parse_args(["--config", args.config, "--data-path", args.data_path])
-    train, _ = build_datasets(config, build_model(config))
+    datasets = open_datasets(config)  # first: it counts the classes the model needs
+    train, _ = build_datasets(config, build_model(config), datasets)
     dataset = EncodedImageDataset.from_dataset(train)
     result = {"batch_size": args.batch_size, "workers": args.workers}
 

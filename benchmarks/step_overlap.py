@@ -25,7 +25,7 @@ import torch
 from pretrain.config import parse_args
 from pretrain.data import BadImageCounter, SyntheticBatches, set_epoch
 from pretrain.engine import StepOptions, train_one_epoch
-from pretrain.builder import build_data, build_model, build_training, start_process
+from pretrain.builder import build_data, build_model, build_training, open_datasets, start_process
 
 
 RATE_FROM = 8
@@ -211,8 +211,9 @@ def main() -> None:
                          *pretrain_options])
     dist_info, _ = start_process(config)
     device = dist_info.device
+    datasets = open_datasets(config)  # first: it counts the classes the model needs
     model = build_model(config)
-    train_loader = build_data(config, model, dist_info).train_loader
+    train_loader = build_data(config, model, dist_info, datasets).train_loader
     parts = build_training(config, model, dist_info, len(train_loader))
     threads = ThreadTimes()  # the GPU path's stages, as run in its decode and augment threads
     threads.wrap(train_loader.decoder, "decode_packed", "decode_packed")

@@ -20,8 +20,8 @@ from timm.utils import ModelEmaV3
 import pretrain.models  # noqa: F401  (registers PVT v1 in timm)
 from mixpro import AttentionOutput, BatchMixer, attention_site, find_attention_site
 
-from .data import (EXPECTED_LAYOUT, DataLayoutError, RobustImageDataset, build_transforms, choose_pipeline,
-                   create_loader, empty_class_folders, reserve_hardware_queues, split_location)
+from .data import (EXPECTED_LAYOUT, DataLayoutError, FactoryDataset, RobustImageDataset, build_transforms,
+                   choose_pipeline, create_loader, empty_class_folders, reserve_hardware_queues, split_location)
 from .distributed import DistInfo, barrier, init_distributed
 from .errors import ConfigError
 from .engine import lr_for_batch
@@ -52,13 +52,22 @@ def start_process(config: argparse.Namespace) -> Tuple[DistInfo, Path]:
 
 
 def build_model(config: argparse.Namespace) -> torch.nn.Module:
+    """The timm model of ``--model``; with ``--pretrained``, timm's pretrained weights (its classifier
+    re-initialised by timm when ``--num-classes`` differs)."""
+    # num_classes is None only before the data is opened (open_datasets counts it): the model's own head then
+    classes = {} if config.num_classes is None else {"num_classes": config.num_classes}
     try:
-        return timm.create_model(config.model, num_classes=config.num_classes, drop_path_rate=config.drop_path,
-                                 img_size=config.input_size, **config.model_kwargs)
+        return timm.create_model(config.model, pretrained=config.pretrained, drop_path_rate=config.drop_path,
+                                 img_size=config.input_size, **classes, **config.model_kwargs)
     except TypeError as error:
         if not config.model_kwargs:
             raise
         raise ConfigError(f"--model-kwargs {config.model_kwargs}: {config.model} does not take them ({error})") from None
+    except (OSError, RuntimeError) as error:  # no network, no cached weights, or a file that does not fit
+        if not config.pretrained:
+            raise
+        raise ConfigError(f"--pretrained: timm could not load pretrained weights of {config.model}: {error} (without "
+                          f"network, give a file: --initial-checkpoint PATH)") from None
 
 
 def build_mixer(config: argparse.Namespace, model: torch.nn.Module) -> BatchMixer:
@@ -106,15 +115,16 @@ class TrainingParts:
 
 def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo,
                    updates_per_epoch: int, mixer: Optional[BatchMixer] = None) -> TrainingParts:
-    """Mixer (unless given), optimizer (lr scaled to the global batch), per-step scheduler, scaler,
-    EMA, and the model as trained: wrapped for attention labels, DDP and torch.compile as configured."""
+    """Mixer (unless given), optimizer (lr scaled to the global batch: processes x batch x
+    accumulation steps), per-update scheduler, scaler, EMA, and the model as trained: wrapped for
+    attention labels, DDP and torch.compile as configured."""
     mixer = mixer or build_mixer(config, model)
     device = dist_info.device
     model.to(device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     model_ema = ModelEmaV3(model, decay=config.model_ema_decay) if config.model_ema else None
-    global_batch = config.batch_size * dist_info.world_size
+    global_batch = config.batch_size * dist_info.world_size * config.grad_accum_steps
     lr = lr_for_batch(config.lr, global_batch, config.lr_base_batch)
     optimizer = create_optimizer_v2(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay,
                                     eps=config.opt_eps, betas=tuple(config.opt_betas))
@@ -128,7 +138,9 @@ def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
-        train_model = torch.compile(train_model, mode=config.compile_mode)
+        # modes are inductor's; another backend takes none
+        mode = config.compile_mode if config.compile_backend == "inductor" else None
+        train_model = torch.compile(train_model, mode=mode, backend=config.compile_backend)
     return TrainingParts(mixer, optimizer, scheduler, scaler, model_ema, train_model, lr, global_batch)
 
 
@@ -141,34 +153,54 @@ class DataParts:
     pipeline: str
 
 
-def build_datasets(config: argparse.Namespace, model: torch.nn.Module,
-                   ) -> Tuple[RobustImageDataset, RobustImageDataset]:
-    """Train and val sets of ``--data-path`` with the recipe's transforms; their class folders must
-    agree with each other and with ``--num-classes``."""
-    train_tf, eval_tf = build_transforms(config, model)
-    train = RobustImageDataset(split_location(config.data_path, "train"), train_tf, config.class_map)
-    val = RobustImageDataset(split_location(config.data_path, "val"), eval_tf, config.class_map)
+def open_datasets(config: argparse.Namespace) -> Tuple[RobustImageDataset, RobustImageDataset]:
+    """The train and val sets named by ``--dataset`` / ``--data-path`` and the split options, without
+    transforms yet (the model's data config decides them). Their classes must agree with each other
+    and with ``--num-classes``; when that is not given, it is set to their count here."""
+    if config.dataset:
+        train = FactoryDataset(config.dataset, config.data_path, config.train_split, download=config.dataset_download)
+        val = FactoryDataset(config.dataset, config.data_path, config.val_split, download=config.dataset_download)
+    else:
+        train = RobustImageDataset(split_location(config.data_path, config.train_split), class_map=config.class_map)
+        val = RobustImageDataset(split_location(config.data_path, config.val_split), class_map=config.class_map)
     classes = train.class_to_idx
     for dataset in (train, val) if not config.class_map else ():
         empty = empty_class_folders(dataset)
         if empty:
             raise DataLayoutError(f"{dataset.location!r} has class folder(s) without images: {empty[:10]}"
                                   f"{' ...' if len(empty) > 10 else ''}; every class needs images in train and val")
-    if len(classes) != config.num_classes:
-        raise DataLayoutError(f"{train.location!r} has {len(classes)} class folders but --num-classes is "
-                              f"{config.num_classes}; " + EXPECTED_LAYOUT.format(root=config.data_path))
+    if config.num_classes is not None and len(classes) != config.num_classes:
+        raise DataLayoutError(f"{train.location!r} has {len(classes)} {'classes' if config.dataset else 'class folders'} "
+                              f"but --num-classes is "
+                              f"{config.num_classes} (leave it out to take the count from the data)"
+                              + ("" if config.dataset else "; " + EXPECTED_LAYOUT.format(root=config.data_path)))
     if val.class_to_idx != classes:
         only_train = sorted(set(classes) - set(val.class_to_idx))[:5]
         only_val = sorted(set(val.class_to_idx) - set(classes))[:5]
-        raise DataLayoutError(f"train and val class folders differ: only in train {only_train}, only in val "
-                              f"{only_val}; " + EXPECTED_LAYOUT.format(root=config.data_path))
+        raise DataLayoutError(f"train and val classes differ: only in train {only_train}, only in val {only_val}"
+                              + ("" if config.dataset else "; " + EXPECTED_LAYOUT.format(root=config.data_path)))
+    if config.num_classes is None:
+        config.num_classes = len(classes)
+        _logger.info("--num-classes %d, from the classes of %s", config.num_classes, train.location)
     return train, val
 
 
-def build_data(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo) -> DataParts:
-    """Datasets and the loaders of the data pipeline in use (:func:`pretrain.data.choose_pipeline`)."""
-    train_set, val_set = build_datasets(config, model)
-    pipeline = choose_pipeline(config.data_pipeline, dist_info.device, (train_set.transform, val_set.transform))
+def build_datasets(config: argparse.Namespace, model: torch.nn.Module,
+                   datasets: Optional[Tuple[RobustImageDataset, RobustImageDataset]] = None,
+                   ) -> Tuple[RobustImageDataset, RobustImageDataset]:
+    """Train and val sets (:func:`open_datasets`, unless given) with the recipe's transforms."""
+    train, val = datasets or open_datasets(config)
+    train.transform, val.transform = build_transforms(config, model)
+    return train, val
+
+
+def build_data(config: argparse.Namespace, model: torch.nn.Module, dist_info: DistInfo,
+               datasets: Optional[Tuple[RobustImageDataset, RobustImageDataset]] = None) -> DataParts:
+    """Datasets (:func:`open_datasets` unless given) and the loaders of the data pipeline in use
+    (:func:`pretrain.data.choose_pipeline`)."""
+    train_set, val_set = build_datasets(config, model, datasets)
+    pipeline = choose_pipeline(config.data_pipeline, dist_info.device, (train_set.transform, val_set.transform),
+                               from_files=train_set.reader is not None and val_set.reader is not None)
     common = dict(workers=config.workers, rank=dist_info.rank, world_size=dist_info.world_size,
                   pin_memory=config.pin_memory)
     train_loader = create_loader(train_set, pipeline, dist_info.device, config.batch_size, training=True,

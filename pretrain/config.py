@@ -2,8 +2,8 @@
 
 Precedence: built-in defaults < YAML (``_base_`` first) < command-line flags. The resolved configuration is saved as
 ``config.yaml`` (and as timm's ``args.yaml``) beside the checkpoints and inside every checkpoint. timm's train.py
-names are aliases where they mean the same: -c, --data-dir, --lr-base, --lr-base-size, --aa, --scale, --crop-pct,
---mixup-prob, --log-interval.
+names are accepted where they mean the same: -c, --data-dir, --lr-base, --lr-base-size, --aa, --scale, --crop-pct,
+--mixup-prob, --log-interval, --img-size, --input-size 3 H W, --amp-dtype, --torchcompile, --pretrained-path.
 """
 from __future__ import annotations
 
@@ -39,14 +39,70 @@ class KeyValueAction(argparse.Action):
         setattr(namespace, self.dest, parsed)
 
 
+class InputSizeAction(argparse.Action):
+    """``--input-size 224`` or timm's ``--input-size 3 224 224`` -> 224 (square RGB inputs)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            setattr(namespace, self.dest, input_side(values))
+        except ValueError as error:
+            parser.error(f"{option_string}: {error}")
+
+
+def input_side(values: Any) -> int:
+    """The side of a square RGB input from one value or timm's (channels, height, width)."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    if any(isinstance(v, bool) or not isinstance(v, int) and not (isinstance(v, str) and v.strip().isdigit())
+           for v in values):
+        raise ValueError(f"{values!r} is not a size in pixels (one integer, or 3 H W)")
+    if len(values) == 1:
+        return int(values[0])
+    if len(values) == 3:
+        channels, height, width = (int(v) for v in values)
+        if channels != 3 or height != width:
+            raise ValueError(f"{channels} {height} {width}: the suite trains square RGB inputs (3 S S); "
+                             f"MaskMix cells and the GPU data path assume a square")
+        return height
+    raise ValueError(f"expected one size or three values C H W, got {' '.join(map(str, values))}")
+
+
+class AmpDtypeAction(argparse.Action):
+    """timm's ``--amp-dtype bfloat16|float16`` -> ``--amp bf16|fp16``."""
+
+    DTYPES = {"bfloat16": "bf16", "float16": "fp16"}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, self.DTYPES[values])
+
+
+class TorchCompileAction(argparse.Action):
+    """timm's ``--torchcompile [BACKEND]`` -> ``--compile`` (and ``--compile-backend BACKEND``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        namespace.compile = True
+        if values:
+            namespace.compile_backend = values
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser("MixPro ImageNet pretraining", add_help=True,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("-c", "--config", default="", help="YAML file of defaults (configs/pretrain/*.yaml)")
 
     group = parser.add_argument_group("data")
-    group.add_argument("--data-path", "--data-dir", default="", help="ImageNet root: train/ and val/ class folders, or train.tar / val.tar")
-    group.add_argument("--num-classes", type=int, default=1000)
+    group.add_argument("--data-path", "--data-dir", default="",
+                       help="ImageNet root: train/ and val/ class folders, or train.tar / val.tar; with --dataset "
+                            "torch/NAME the root torchvision reads (and downloads into)")
+    group.add_argument("--dataset", default="",
+                       help="'' (default): class folders or tars at --data-path, read as files (either data "
+                            "pipeline); torch/NAME: a torchvision dataset through timm's create_dataset "
+                            "(torch/cifar10, torch/cifar100, torch/mnist, torch/image_folder, ...; CPU pipeline)")
+    group.add_argument("--dataset-download", action=argparse.BooleanOptionalAction, default=False,
+                       help="let torchvision download a torch/NAME dataset into --data-path")
+    group.add_argument("--train-split", default="train", help="training split: sub-folder / tar name, or torch split")
+    group.add_argument("--val-split", default="val", help="validation split: sub-folder / tar name (torch/NAME: "
+                                                          "val means the test set)")
+    group.add_argument("--num-classes", type=int, default=None, help="default: the number of classes in the data")
     group.add_argument("--class-map", default="", help="optional file of class folder names, one per line, in index order")
     group.add_argument("--workers", type=int, default=8, help="data loader processes per training process")
     group.add_argument("--pin-memory", action=argparse.BooleanOptionalAction, default=True)
@@ -63,7 +119,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--initial-checkpoint", "--pretrained-path", default="",
                        help="fine-tune from this file: our export / training checkpoint / .safetensors, or a timm "
                             "or DeiT state dict; the classifier is re-initialised when the class count differs")
-    group.add_argument("--input-size", type=int, default=224)
+    group.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=False,
+                       help="start from timm's pretrained weights of --model (fetched by timm, or a local file "
+                            "through --model-kwargs pretrained_cfg_overlay=\"{'file': PATH}\"); the classifier is "
+                            "re-initialised for --num-classes")
+    group.add_argument("--input-size", "--img-size", type=int, nargs="+", default=224, action=InputSizeAction,
+                       metavar="SIZE", help="side of the square input; timm's 3 H W (H = W) is accepted")
     group.add_argument("--drop-path", type=float, default=0.1)
     group.add_argument("--model-ema", action=argparse.BooleanOptionalAction, default=False,
                        help="keep an EMA of the weights (paper: does not help, off)")
@@ -71,7 +132,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=int, default=300)
-    group.add_argument("--batch-size", type=int, default=128, help="per process")
+    group.add_argument("--batch-size", type=int, default=128, help="per process and step")
+    group.add_argument("--grad-accum-steps", type=int, default=1,
+                       help="steps whose gradients are summed before each update: the global batch (which scales "
+                            "the lr) is processes x --batch-size x this")
     group.add_argument("--eval-batch-size", type=int, default=0, help="per process; 0 = batch size")
     group.add_argument("--opt", default="adamw", help="timm optimizer name (timm.optim.list_optimizers())")
     group.add_argument("--opt-eps", type=float, default=1e-8)
@@ -79,7 +143,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--lr", "--lr-base", type=float, default=1e-3,
                        help="learning rate at --lr-base-batch images per step (timm's --lr-base)")
     group.add_argument("--lr-base-batch", "--lr-base-size", type=int, default=1024,
-                       help="lr is scaled linearly: lr * global batch / lr-base-batch (0 disables scaling)")
+                       help="lr is scaled linearly: lr * global batch / lr-base-batch (0 disables scaling); the "
+                            "start-up log prints the lr used")
     group.add_argument("--weight-decay", type=float, default=0.05)
     group.add_argument("--sched", default="cosine", choices=SCHEDULERS, help="timm scheduler, stepped every iteration")
     group.add_argument("--warmup-epochs", type=float, default=20)
@@ -88,7 +153,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--clip-grad", type=float, default=0.0, help="max gradient norm (0: no clipping)")
     group.add_argument("--amp", choices=("bf16", "fp16", "none"), default="bf16",
                        help="autocast dtype; fp16 uses a GradScaler")
+    group.add_argument("--amp-dtype", dest="amp", choices=tuple(AmpDtypeAction.DTYPES), action=AmpDtypeAction,
+                       default=argparse.SUPPRESS, help="timm's name for --amp bf16 / fp16")
     group.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False, help="torch.compile the model")
+    group.add_argument("--compile-backend", default="inductor", help="torch.compile backend")
+    group.add_argument("--torchcompile", nargs="?", const="", metavar="BACKEND", action=TorchCompileAction,
+                       default=argparse.SUPPRESS, help="timm's name for --compile [--compile-backend BACKEND]")
     group.add_argument("--compile-mode", default="default",
                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                        help="torch.compile mode; reduce-overhead replays CUDA graphs, which removes the per-kernel "
@@ -113,6 +183,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--recipe", default="mixpro", help="name recorded in logs and exported checkpoints")
     group.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
     group.add_argument("--mix-prob", "--mixup-prob", type=float, default=1.0, help="probability that a batch is mixed at all")
+    group.add_argument("--mixup-off-epoch", type=int, default=0,
+                       help="from this epoch on no batch is mixed (only label smoothing); 0: mix to the end")
     group.add_argument("--mixup", type=float, default=0.8, help="Mixup alpha (0 disables)")
     group.add_argument("--cutmix", type=float, default=1.0, help="CutMix alpha (0 disables)")
     group.add_argument("--cutmix-minmax", type=float, nargs=2, default=None)
@@ -162,7 +234,8 @@ def load_yaml_defaults(path: str, parser: argparse.ArgumentParser) -> Dict:
     later ones overriding earlier ones) is read first and overridden, as OpenMMLab configs do. Each
     value goes through the same type and choice checks as its command-line flag."""
     values = read_yaml_chain(Path(path))
-    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    actions = {action.dest: action for action in parser._actions  # timm's alias actions are command-line only
+               if action.dest != "help" and action.default is not argparse.SUPPRESS}
     unknown = sorted(set(values) - set(actions))
     if unknown:
         hints = [f"{key} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(key, actions, 1)) else key
@@ -217,6 +290,8 @@ def _yaml_value(action: argparse.Action, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{value!r} is not true or false")
         return value
+    if isinstance(action, InputSizeAction):
+        return input_side(value)
     if isinstance(action, KeyValueAction):
         if value is None:
             return {}
@@ -243,10 +318,11 @@ def _yaml_value(action: argparse.Action, value: Any) -> Any:
 
 # (option, check, what it must be): the ranges every run is checked against before anything is built.
 _RANGES = [
-    ("num_classes", lambda v: v >= 2, ">= 2"), ("workers", lambda v: v >= 0, ">= 0"),
+    ("num_classes", lambda v: v is None or v >= 2, ">= 2 (or left out: from the data)"), ("workers", lambda v: v >= 0, ">= 0"),
     ("max_bad_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"), ("input_size", lambda v: v > 0, "> 0"),
     ("drop_path", lambda v: 0 <= v < 1, "in [0, 1)"), ("model_ema_decay", lambda v: 0 < v < 1, "in (0, 1)"),
     ("epochs", lambda v: v >= 1, ">= 1"), ("batch_size", lambda v: v >= 1, ">= 1"),
+    ("grad_accum_steps", lambda v: v >= 1, ">= 1"), ("mixup_off_epoch", lambda v: v >= 0, ">= 0 (0: never)"),
     ("eval_batch_size", lambda v: v >= 0, ">= 0 (0: the batch size)"), ("opt_eps", lambda v: v > 0, "> 0"),
     ("opt_betas", lambda v: all(0 <= b < 1 for b in v), "two values in [0, 1)"), ("lr", lambda v: v > 0, "> 0"),
     ("lr_base_batch", lambda v: v >= 0, ">= 0 (0: no scaling)"), ("weight_decay", lambda v: v >= 0, ">= 0"),

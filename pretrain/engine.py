@@ -33,6 +33,8 @@ class StepOptions:
     clip_grad: float = 0.0
     channels_last: bool = False
     print_freq: int = 50
+    accumulate: int = 1  # steps per optimiser update
+    mixup_off_epoch: int = 0  # from this epoch on batches are not mixed (0: never)
 
     def autocast(self, device: torch.device):
         dtype = AMP_DTYPES[self.amp]
@@ -94,25 +96,44 @@ def _check_finite(nonfinite: torch.Tensor, epoch: int, step: int) -> None:
             f"last checkpoint is the last good one. Try a lower --lr, --clip-grad, or --amp bf16 instead of fp16.")
 
 
+def updates_per_epoch(steps: int, accumulate: int) -> int:
+    """Optimiser updates of an epoch of ``steps`` batches with gradients summed over ``accumulate``
+    of them (a shorter last group still updates)."""
+    return -(-steps // accumulate)
+
+
+def _without_gradient_sync(model: torch.nn.Module):
+    """DDP's no_sync for a step whose gradients are only accumulated (also through torch.compile)."""
+    inner = getattr(model, "_orig_mod", model)
+    if isinstance(inner, torch.nn.parallel.DistributedDataParallel):
+        return inner.no_sync()
+    return nullcontext()
+
+
 def train_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, mixer: BatchMixer, optimizer,
-               scaler, device: torch.device, options: StepOptions) -> Tuple[torch.Tensor, MixedBatch]:
-    """One optimisation step of mixed training: mix, forward (under the configured autocast), the
-    mixer's soft targets (from the class-token attention when ``model`` is wrapped in
-    ``mixpro.AttentionOutput``), soft-target cross-entropy, backward, clipping, optimiser and scaler
-    steps. Returns the detached loss (on the device: nothing is read back) and the mixed batch."""
-    batch = mixer(images, labels)
-    with options.autocast(device):
-        output = model(batch.images)
-    logits, attn = output if isinstance(output, tuple) else (output, None)
-    targets = mixer.targets(batch, logits, attn)
-    loss = soft_target_cross_entropy(logits, targets)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if options.clip_grad > 0:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad)
-    scaler.step(optimizer)
-    scaler.update()
+               scaler, device: torch.device, options: StepOptions, accumulate: int = 1, update: bool = True,
+               mix: bool = True) -> Tuple[torch.Tensor, MixedBatch]:
+    """One step of mixed training: mix (``mix`` False: the batch as it is, label smoothing only),
+    forward (under the configured autocast), the mixer's soft targets (from the class-token attention
+    when ``model`` is wrapped in ``mixpro.AttentionOutput``), soft-target cross-entropy, backward.
+    The loss is divided by ``accumulate``, the number of steps whose gradients make one update; with
+    ``update`` the update follows: clipping, optimiser and scaler steps, gradients cleared. Returns
+    the detached loss (on the device: nothing is read back) and the mixed batch."""
+    batch = mixer(images, labels, kind=None if mix else "none")
+    with nullcontext() if update else _without_gradient_sync(model):
+        with options.autocast(device):
+            output = model(batch.images)
+        logits, attn = output if isinstance(output, tuple) else (output, None)
+        targets = mixer.targets(batch, logits, attn)
+        loss = soft_target_cross_entropy(logits, targets)
+        scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+    if update:
+        if options.clip_grad > 0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
     return loss.detach(), batch
 
 
@@ -120,11 +141,16 @@ def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, optimizer
                     device: torch.device, epoch: int, options: StepOptions, bad_images: BadImageCounter,
                     model_ema=None, show_progress: bool = True, reduce=all_reduce_sum) -> Dict[str, float]:
     """One epoch of mixed training. ``model`` returns logits, or ``(logits, attention)`` when wrapped
-    in ``mixpro.AttentionOutput`` because the mixer's labels need the class-token attention.
-    Returns mean loss, last lr, throughput, bad images and label statistics."""
+    in ``mixpro.AttentionOutput`` because the mixer's labels need the class-token attention. Every
+    ``options.accumulate`` steps (and at the end of the epoch) the optimiser updates, and the scheduler
+    and EMA follow the update count. Returns mean loss, last lr, throughput, bad images and label
+    statistics."""
     model.train()
     steps = len(loader)
-    first_update = epoch * steps
+    accumulate = options.accumulate
+    first_update = epoch * updates_per_epoch(steps, accumulate)
+    short_group_start = steps - steps % accumulate  # the steps from here on make a shorter last update
+    mix = not (options.mixup_off_epoch and epoch >= options.mixup_off_epoch)
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     nonfinite = torch.zeros((), device=device, dtype=torch.bool)
     stats = LabelStatistics(device)
@@ -138,10 +164,15 @@ def train_one_epoch(model: torch.nn.Module, loader, mixer: BatchMixer, optimizer
         labels = labels.to(device, non_blocking=True)
         if options.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        loss, batch = train_step(model, images, labels, mixer, optimizer, scaler, device, options)
-        scheduler.step_update(num_updates=first_update + step + 1)
-        if model_ema is not None:
-            model_ema.update(model, step=first_update + step + 1)
+        update = (step + 1) % accumulate == 0 or step + 1 == steps
+        group = steps % accumulate if step >= short_group_start else accumulate
+        loss, batch = train_step(model, images, labels, mixer, optimizer, scaler, device, options,
+                                 accumulate=group, update=update, mix=mix)
+        if update:
+            updates = first_update + step // accumulate + 1
+            scheduler.step_update(num_updates=updates)
+            if model_ema is not None:
+                model_ema.update(model, step=updates)
         loss_sum += loss
         nonfinite |= ~torch.isfinite(loss)
         stats.update(batch)

@@ -24,19 +24,26 @@ import torch
 
 from . import checkpoint as ckpt
 from . import records
-from .builder import TrainingParts, build_data, build_mixer, build_model, build_training, start_process
+from .builder import (TrainingParts, build_data, build_mixer, build_model, build_training, open_datasets,
+                      start_process)
 from .config import to_yaml
 from .data import BadImageCounter, SyntheticBatches, set_epoch
 from .distributed import DistInfo, all_gather_objects, cleanup
-from .engine import StepOptions, evaluate, train_one_epoch
+from .engine import StepOptions, evaluate, train_one_epoch, updates_per_epoch
 from .errors import ConfigError
 from .resume import ConfigDiff, check_same_data, data_identity, describe, plan_resume, remove_stale_temporaries
 
 _logger = logging.getLogger("pretrain")
 
 
+def step_options(config: argparse.Namespace, print_freq: int) -> StepOptions:
+    return StepOptions(amp=config.amp, clip_grad=config.clip_grad, channels_last=config.channels_last,
+                       print_freq=print_freq, accumulate=config.grad_accum_steps,
+                       mixup_off_epoch=config.mixup_off_epoch)
+
+
 def restore(state: Dict, diff: ConfigDiff, model, parts: TrainingParts, dist_info: DistInfo,
-            steps_per_epoch: int) -> None:
+            updates_per_epoch: int) -> None:
     """Load the resumed state into what this command line built. Hyperparameters stay this command
     line's (they equal the saved ones unless --resume-allow-change let them differ); the scheduler,
     built for this command line's epochs, is positioned at the resumed step."""
@@ -54,7 +61,7 @@ def restore(state: Dict, diff: ConfigDiff, model, parts: TrainingParts, dist_inf
         optimizer.load_state_dict(state["optimizer"])
         for group, own in zip(optimizer.param_groups, hyperparameters):
             group.update(own)
-    parts.scheduler.step_update(num_updates=(state["epoch"] + 1) * steps_per_epoch)
+    parts.scheduler.step_update(num_updates=(state["epoch"] + 1) * updates_per_epoch)
     if parts.scaler.is_enabled() and state["scaler"]:
         parts.scaler.load_state_dict(state["scaler"])
     elif parts.scaler.is_enabled():
@@ -79,7 +86,8 @@ def main(config: argparse.Namespace) -> Dict:
     is released first: a DDP reducer outliving its process group can hang the process at exit."""
     if not config.benchmark and not config.data_path:
         raise ConfigError("--data-path is required: the dataset root holding train/ and val/ class folders (or "
-                          "train.tar and val.tar); --benchmark measures speed without data")
+                          "train.tar and val.tar), or the root of a --dataset torch/NAME; --benchmark measures speed "
+                          "without data")
     try:
         return benchmark(config) if config.benchmark else train(config)
     finally:
@@ -92,10 +100,11 @@ def benchmark(config: argparse.Namespace) -> Dict:
     real step of the recipe, ``--benchmark-steps`` timed after ``--benchmark-warmup``. Rank 0 writes
     OUTPUT_DIR/benchmark.json."""
     dist_info, output_dir = start_process(config)
+    if config.num_classes is None:
+        config.num_classes = 1000  # no data to count classes in
     model = build_model(config)
-    parts = build_training(config, model, dist_info, config.benchmark_steps)
-    options = StepOptions(amp=config.amp, clip_grad=config.clip_grad, channels_last=config.channels_last,
-                          print_freq=max(config.benchmark_steps, 1))
+    parts = build_training(config, model, dist_info, updates_per_epoch(config.benchmark_steps, config.grad_accum_steps))
+    options = step_options(config, print_freq=config.benchmark_steps)
     bad_images = BadImageCounter(1.0, dist_info.device)
     for steps, epoch in ((config.benchmark_warmup, 0), (config.benchmark_steps, 1)):
         batches = SyntheticBatches(config.batch_size, config.input_size, config.num_classes, steps, dist_info.device)
@@ -120,22 +129,28 @@ def benchmark(config: argparse.Namespace) -> Dict:
 def train(config: argparse.Namespace) -> Dict:
     dist_info, output_dir = start_process(config)
     device = dist_info.device
+    datasets = open_datasets(config)  # first: --num-classes may come from the data
     resumed = plan_resume(config, output_dir, dist_info)
     history = resumed.history if resumed else []  # every resume of the run, with its changes
     if dist_info.is_main:
         remove_stale_temporaries(output_dir)
 
     model = build_model(config)
+    if config.pretrained and resumed is None:
+        _logger.info("weights: timm's pretrained %s%s", config.model,
+                     f" ({config.model_kwargs['pretrained_cfg_overlay']})"
+                     if "pretrained_cfg_overlay" in config.model_kwargs else "")
     if config.initial_checkpoint and resumed is None:  # a resumed run has its own weights
         fresh = ckpt.initialise_from(model, Path(config.initial_checkpoint))
         _logger.info("weights from %s%s", config.initial_checkpoint,
                      f"; classifier re-initialised ({', '.join(fresh)})" if fresh else "")
     mixer = build_mixer(config, model)
-    data = build_data(config, model, dist_info)
+    data = build_data(config, model, dist_info, datasets)
     train_loader, val_loader, pipeline = data.train_loader, data.val_loader, data.pipeline
     if resumed is not None:
         check_same_data(resumed.state, data.train_set, config.resume_allow_change)
-    parts = build_training(config, model, dist_info, len(train_loader), mixer)
+    updates = updates_per_epoch(len(train_loader), config.grad_accum_steps)
+    parts = build_training(config, model, dist_info, updates, mixer)
     optimizer, scheduler, scaler, model_ema, train_model = (
         parts.optimizer, parts.scheduler, parts.scaler, parts.model_ema, parts.train_model)
     lr, global_batch = parts.lr, parts.global_batch
@@ -144,7 +159,7 @@ def train(config: argparse.Namespace) -> Dict:
     resume_entry = None
     if resumed is not None:
         describe(resumed.diff, resumed.path, resumed.state)
-        restore(resumed.state, resumed.diff, model, parts, dist_info, len(train_loader))
+        restore(resumed.state, resumed.diff, model, parts, dist_info, updates)
         start_epoch, best_top1 = resumed.state["epoch"] + 1, resumed.state.get("best_top1")
         if dist_info.is_main:
             records.reconcile(output_dir, resumed.state)
@@ -156,14 +171,19 @@ def train(config: argparse.Namespace) -> Dict:
 
     n_parameters = sum(p.numel() for p in model.parameters())
     _logger.info("model %s: %.2fM parameters; mixer %s", config.model, n_parameters / 1e6, mixer)
+    batch_text = (f"{dist_info.world_size} processes x batch {config.batch_size}"
+                  + (f" x {config.grad_accum_steps} accumulated steps" if config.grad_accum_steps > 1 else ""))
     if config.lr_base_batch > 0:
-        _logger.info("lr %.3g = %.3g x global batch %d / %d (linear scaling)", lr, config.lr, global_batch,
-                     config.lr_base_batch)
+        _logger.info("lr %.3g = %.3g x global batch %d / %d (linear scaling; global batch = %s)", lr, config.lr,
+                     global_batch, config.lr_base_batch, batch_text)
     else:
-        _logger.info("lr %.3g, not scaled with the global batch of %d", lr, global_batch)
-    _logger.info("%d train / %d val images, %d steps per epoch, %d processes on %s%s, %s data pipeline",
-                 len(data.train_set), len(data.val_set), len(train_loader), dist_info.world_size, device,
-                 " (chosen by --device auto)" if config.device == "auto" else "", pipeline)
+        _logger.info("lr %.3g, not scaled with the global batch of %d (%s)", lr, global_batch, batch_text)
+    _logger.info("%d train / %d val images, %d steps and %d updates per epoch, %d processes on %s%s, %s data "
+                 "pipeline", len(data.train_set), len(data.val_set), len(train_loader), updates, dist_info.world_size,
+                 device, " (chosen by --device auto)" if config.device == "auto" else "", pipeline)
+    if config.mixup_off_epoch:
+        _logger.info("mixing stops at epoch %d (--mixup-off-epoch): later batches get label smoothing only",
+                     config.mixup_off_epoch)
     if pipeline == "gpu" and config.compile and config.compile_mode == "default":
         _logger.info("torch.compile's default mode launches the step's kernels from Python, which the GPU data "
                      "path's threads slow down: --compile-mode reduce-overhead trains faster (docs/benchmarks.md)")
@@ -179,8 +199,7 @@ def train(config: argparse.Namespace) -> Dict:
             raise ImportError("--tensorboard needs the tensorboard package: pip install tensorboard") from error
         writer = SummaryWriter(log_dir=str(output_dir / "tensorboard"))
 
-    options = StepOptions(amp=config.amp, clip_grad=config.clip_grad, channels_last=config.channels_last,
-                          print_freq=config.print_freq)
+    options = step_options(config, print_freq=config.print_freq)
     bad_images = BadImageCounter(config.max_bad_fraction, device)
     record: Dict = {}
     for epoch in range(start_epoch, config.epochs):
@@ -202,7 +221,7 @@ def train(config: argparse.Namespace) -> Dict:
         if resume_entry is not None and epoch == start_epoch:
             record["resumed"] = resume_entry
         save_training_state(output_dir, epoch, record, config, model, parts, dist_info, best_top1, improved,
-                            (epoch + 1) * len(train_loader), history, data_identity(data.train_set))
+                            (epoch + 1) * updates, history, data_identity(data.train_set))
         if dist_info.is_main:
             records.append_record(output_dir, record)
             if writer is not None:

@@ -26,12 +26,12 @@ _logger = logging.getLogger("pretrain")
 MAY_CHANGE = frozenset({"epochs", "output_dir", "config", "data_path", "workers", "pin_memory", "print_freq",
                         "save_every", "eval_every", "eval_batch_size", "tensorboard", "max_bad_fraction", "benchmark",
                         "benchmark_steps", "benchmark_warmup", "device", "data_pipeline", "compile", "compile_mode",
-                        "channels_last"})
+                        "compile_backend", "channels_last", "dataset_download"})
 # How this command line asked to resume: not part of the run.
 NOT_COMPARED = frozenset({"resume", "resume_allow_change"})
 # The weights only fit the model they were trained as.
 NEVER_CHANGE = frozenset({"model", "model_kwargs", "num_classes", "input_size"})
-# Not an option: processes x --batch-size, which scales the lr; may change with the batch size.
+# Not an option: processes x --batch-size x --grad-accum-steps, which scales the lr; may change with either.
 GLOBAL_BATCH = "global_batch"
 
 
@@ -61,8 +61,8 @@ def compare_configs(saved: Dict, config: argparse.Namespace, saved_world: int, w
     old = {key: _plain(value) for key, value in saved.items()}
     for key in set(new) - set(old):  # options added to the suite after the checkpoint was written
         old[key] = _plain(defaults.get_default(key))
-    old[GLOBAL_BATCH] = old["batch_size"] * saved_world
-    new[GLOBAL_BATCH] = new["batch_size"] * world_size
+    old[GLOBAL_BATCH] = old["batch_size"] * saved_world * old["grad_accum_steps"]
+    new[GLOBAL_BATCH] = new["batch_size"] * world_size * new["grad_accum_steps"]
     allowed = {key.replace("-", "_") for key in config.resume_allow_change}
     unknown = sorted(allowed - set(new))
     if unknown:
@@ -76,11 +76,11 @@ def compare_configs(saved: Dict, config: argparse.Namespace, saved_world: int, w
             diff.applied[key] = change
         elif key in NEVER_CHANGE:
             fixed.append(f"{flag(key)}: {old[key]!r} -> {new[key]!r}")
-        elif key in allowed or (key == GLOBAL_BATCH and "batch_size" in allowed):
+        elif key in allowed or (key == GLOBAL_BATCH and allowed & {"batch_size", "grad_accum_steps"}):
             diff.allowed[key] = change
         else:
-            refused.append((key, f"{flag(key) if key != GLOBAL_BATCH else 'global batch (processes x --batch-size)'}: "
-                                 f"{old[key]!r} -> {new[key]!r}"))
+            name = flag(key) if key != GLOBAL_BATCH else "global batch (processes x --batch-size x --grad-accum-steps)"
+            refused.append((key, f"{name}: {old[key]!r} -> {new[key]!r}"))
     if fixed:
         raise ConfigError("the checkpoint's weights belong to another model: " + "; ".join(fixed)
                           + ". Start a new run (--output-dir elsewhere), or fine-tune from an export")

@@ -106,8 +106,12 @@ CASES = [
     ("data-no-train", "train.py", lambda f: train_args(f, data="no_train"), "found neither"),
     ("data-empty-class", "train.py", lambda f: train_args(f, "--num-classes", "5", data="empty_class"),
      "class folder(s) without images: ['n09999999']"),
+    ("dataset-unknown", "train.py", lambda f: train_args(f, "--dataset", "torch/nosuch"),
+     "--dataset torch/nosuch could not read split 'train'"),
+    ("accumulation-zero", "train.py", lambda f: train_args(f, "--grad-accum-steps", "0"),
+     "--grad-accum-steps 0 must be >= 1"),
     ("data-class-count", "train.py", lambda f: train_args(f, "--num-classes", "5"),
-     "4 class folders but --num-classes is 5"),
+     "4 class folders but --num-classes is 5 (leave it out to take the count from the data)"),
     # pretraining: resume
     ("resume-absent", "train.py", lambda f: train_args(f, "--resume", f / "none.pth"), "no such checkpoint"),
     ("resume-empty", "train.py", lambda f: train_args(f, "--resume", f / "empty.pth"), "is empty (0 bytes)"),

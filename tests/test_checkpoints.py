@@ -149,3 +149,76 @@ def test_bad_files_get_one_clear_error_each(run, tmp_path):
             ckpt.read_checkpoint(tmp_path / "cut.pth")
     with pytest.raises(CheckpointError, match="not a training checkpoint \\(an exported model"):
         ckpt.export_weights(run["export"], tmp_path / "again.pth")
+
+
+def write_cifar10(root: Path, per_batch: int = 4, test_images: int = 8) -> Path:
+    """CIFAR-10's python layout as torchvision reads it (five training batches, a test batch, the
+    label names), with tiny synthetic images: 32-px class pictures of the test image folders."""
+    import pickle
+
+    import numpy as np
+
+    from imagefolder import class_image
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+
+    def batch(count, offset):
+        labels = [(offset + index) % 4 for index in range(count)]
+        data = np.stack([np.asarray(class_image(label, 32, rng)).transpose(2, 0, 1).reshape(-1) for label in labels])
+        return {"data": data, "labels": labels}
+
+    for index in range(1, 6):
+        (folder / f"data_batch_{index}").write_bytes(pickle.dumps(batch(per_batch, index)))
+    (folder / "test_batch").write_bytes(pickle.dumps(batch(test_images, 0)))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+    return root
+
+
+def test_cifar10_fine_tune_from_a_checkpoint(run, tmp_path, monkeypatch):
+    """--dataset torch/cifar10 through timm's create_dataset: the class count comes from the data (10),
+    the run starts from a four-class export (head re-initialised) and trains with MixPro on the CPU
+    path; torchvision's checksum check stands between it and files it did not download."""
+    import torchvision.datasets.cifar
+
+    from pretrain.errors import ConfigError
+
+    root = write_cifar10(tmp_path / "cifar")
+    without_classes = [arg for index, arg in enumerate(TINY)
+                       if "--num-classes" not in TINY[max(index - 1, 0):index + 1]]
+    args = [*without_classes, "--dataset", "torch/cifar10", "--data-path", str(root), "--initial-checkpoint",
+            str(run["export"]), "--recipe", "mixpro", "--maskmix-prob", "1.0", "--output-dir", str(tmp_path / "fine")]
+    with pytest.raises(InputNotFoundError, match="torch/cifar10 could not read split 'train'.*corrupted"):
+        pretrain(parse_args(args))
+    # the test's files are not the published ones: torchvision's md5 check would refuse them
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda path, md5=None: Path(path).is_file())
+    with pytest.raises(ConfigError, match="--data-pipeline gpu decodes image files"):
+        pretrain(parse_args([*args, "--data-pipeline", "gpu"]))
+    pretrain(parse_args(args))
+    (record,) = [json.loads(line) for line in (tmp_path / "fine" / "log.jsonl").read_text().splitlines()]
+    assert record["val_images"] == 8 and record["data_pipeline"] == "cpu" and record["train_share_maskmix"] > 0
+    assert "train_alpha_mean" in record
+    state = torch.load(tmp_path / "fine" / ckpt.LAST, weights_only=True)
+    assert state["config"]["num_classes"] == 10 and state["model"]["head.weight"].shape == (10, 32)
+    assert state["data"]["classes"][:2] == ["airplane", "automobile"] and state["data"]["train_images"] == 20
+
+
+def test_pretrained_flag_loads_timm_weights_from_a_file(run, tmp_path):
+    """--pretrained is timm's own loading (pretrained_cfg_overlay names a local file: there is no
+    network here): every weight but the classifier comes from the file."""
+    out = tmp_path / "deit.safetensors"
+    ckpt.export_weights(run["last"], out)
+    trained = torch.load(run["last"], weights_only=True)["model"]
+    config = parse_args([*TINY, "--num-classes", "2", "--pretrained", "--model-kwargs", "patch_size=8",
+                         "embed_dim=32", "depth=2", "num_heads=2", f"pretrained_cfg_overlay={{'file': '{out}'}}"])
+    model = build_model(config)
+    assert model.head.weight.shape == (2, 32)
+    assert all(torch.equal(value, trained[key]) for key, value in model.state_dict().items()
+               if not key.startswith("head."))
+    missing = parse_args([*TINY, "--pretrained", "--model-kwargs", "patch_size=8", "embed_dim=32", "depth=2",
+                          "num_heads=2", f"pretrained_cfg_overlay={{'file': '{tmp_path / 'absent.safetensors'}'}}"])
+    from pretrain.errors import ConfigError
+    with pytest.raises(ConfigError, match="--pretrained: timm could not load pretrained weights"):
+        build_model(missing)

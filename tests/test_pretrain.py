@@ -71,6 +71,12 @@ def test_recipes_train_and_learn(recipe, arch, data_root, tmp_path):
         assert state["config"]["recipe"] == recipe
 
 
+def test_mixing_stops_at_mixup_off_epoch(data_root, tmp_path):
+    log = run("mixpro", TINY_VIT, data_root, tmp_path, "--epochs", "3", "--mixup-off-epoch", "2", "--mix-prob", "1")
+    assert all(row["train_share_none"] == 0 for row in log[:2])
+    assert log[2]["train_share_none"] == 1 and "train_alpha_mean" not in log[2]
+
+
 @pytest.mark.parametrize("pipeline", ["cpu", "gpu"])
 def test_kill_and_resume_is_exact(pipeline, data_root, tmp_path, monkeypatch):
     # Pixel erasing on: its noise is drawn by the workers on the CPU path and on the device on the other.
@@ -109,10 +115,11 @@ def run_command(command, env):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
 
-def test_two_gloo_processes_match_one(data_root, tmp_path):
-    # Same global batch of 8: one process x 8 or two x 4. Random augmentation and mixing are off (each
-    # process mixes its own shard), and SGD keeps float reduction-order noise from being amplified
-    # the way Adam's normalisation amplifies it for near-zero gradients.
+def test_two_gloo_processes_and_accumulation_match_one(data_root, tmp_path):
+    # Same global batch of 8: one process x 8, two x 4, one x 4 x 2 accumulated steps, two x 2 x 2 (DDP
+    # skips the gradient exchange on the first step of each update). Random augmentation and mixing are
+    # off (each process mixes its own shard), and SGD keeps float reduction-order noise from being
+    # amplified the way Adam's normalisation amplifies it for near-zero gradients.
     common = ["--config", str(CONFIGS / "deit_small_baseline.yaml"), "--data-path", str(data_root), *TINY_VIT, *FAST,
               "--epochs", "2", "--no-aug", "--mixup", "0", "--cutmix", "0", "--opt", "sgd", "--lr", "0.05"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -121,16 +128,25 @@ def test_two_gloo_processes_match_one(data_root, tmp_path):
                  "--output-dir", str(single)], env)
     run_command([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
                  str(ROOT / "tools" / "train.py"), *common, "--batch-size", "4", "--output-dir", str(double)], env)
+    accumulated, both = tmp_path / "accumulated", tmp_path / "both"
+    main(parse_args([*common, "--batch-size", "4", "--grad-accum-steps", "2", "--output-dir", str(accumulated)]))
+    run_command([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+                 str(ROOT / "tools" / "train.py"), *common, "--batch-size", "2", "--grad-accum-steps", "2",
+                 "--output-dir", str(both)], env)
     one = torch.load(single / ckpt.LAST, weights_only=True)
-    two = torch.load(double / ckpt.LAST, weights_only=True)
-    assert len(two["rng"]) == 2 and len(one["rng"]) == 1
-    for key, value in one["model"].items():
-        assert torch.allclose(value, two["model"][key], atol=1e-5, rtol=1e-4), key
     log_one = [json.loads(line) for line in (single / "log.jsonl").read_text().splitlines()]
-    log_two = [json.loads(line) for line in (double / "log.jsonl").read_text().splitlines()]
-    for a, b in zip(log_one, log_two):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-        assert a["val_top1"] == b["val_top1"] and a["val_images"] == b["val_images"] == 32
+    for other, processes in ((double, 2), (accumulated, 1), (both, 2)):
+        state = torch.load(other / ckpt.LAST, weights_only=True)
+        assert len(state["rng"]) == processes and len(one["rng"]) == 1
+        assert state["step"] == one["step"]  # as many updates, so the same lr schedule
+        for key, value in one["model"].items():
+            assert torch.allclose(value, state["model"][key], atol=1e-5, rtol=1e-4), (other.name, key)
+        log = [json.loads(line) for line in (other / "log.jsonl").read_text().splitlines()]
+        for a, b in zip(log_one, log):
+            assert b["global_batch"] == 8
+            assert a["train_lr"] == pytest.approx(b["train_lr"], rel=1e-9)
+            assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+            assert a["val_top1"] == b["val_top1"] and a["val_images"] == b["val_images"] == 32
 
 
 FAKE_SRUN = """#!{python}

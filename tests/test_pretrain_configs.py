@@ -8,6 +8,7 @@ import torch
 
 from pretrain.builder import build_mixer, build_model
 from pretrain.config import parse_args
+from pretrain.errors import ConfigError
 
 CONFIGS = sorted(path for path in (Path(__file__).resolve().parents[1] / "configs" / "pretrain").glob("*.yaml")
                  if not path.name.startswith("_"))
@@ -16,6 +17,8 @@ CONFIGS = sorted(path for path in (Path(__file__).resolve().parents[1] / "config
 @pytest.mark.parametrize("path", CONFIGS, ids=[path.stem for path in CONFIGS])
 def test_config_builds_model_and_mixer(path):
     config = parse_args(["--config", str(path)])
+    if config.num_classes is None:  # a run counts them in its data
+        config.num_classes = 10 if config.dataset == "torch/cifar10" else 1000
     with torch.device("meta"):
         model = build_model(config)
     mixer = build_mixer(config, model)
@@ -23,3 +26,32 @@ def test_config_builds_model_and_mixer(path):
         assert config.recipe == path.stem.rsplit("_", 1)[-1]
     assert mixer.uses_attention == (config.recipe != "baseline")
     assert config.output_dir.endswith(path.stem)
+
+
+def test_deit_base_takes_transmix_settings_over_the_policy():
+    config = parse_args(["--config", str(CONFIGS[0].parent / "deit_base_mixpro.yaml")])
+    assert (config.model, config.recipe, config.maskmix_label) == ("deit_base_patch16_224", "mixpro", "pal")
+    assert (config.batch_size * 8, config.lr, config.lr_base_batch, config.warmup_epochs) == (256, 1e-3, 256, 5)
+    assert config.model_ema and config.mixup_switch_prob == 0.8 and config.reprob == 0.0
+
+
+def test_timm_flag_names(tmp_path):
+    """timm's train.py spellings mean what they mean there; YAML takes the suite's own keys only."""
+    config = parse_args(["--input-size", "3", "96", "96", "--amp-dtype", "float16", "--torchcompile", "--data-dir",
+                         "somewhere", "--grad-accum-steps", "4", "--mixup-off-epoch", "250"])
+    assert (config.input_size, config.amp, config.compile, config.compile_backend) == (96, "fp16", True, "inductor")
+    assert (config.data_path, config.grad_accum_steps, config.mixup_off_epoch, config.num_classes) == (
+        "somewhere", 4, 250, None)
+    assert not hasattr(config, "torchcompile")
+    config = parse_args(["--img-size", "64", "--torchcompile", "eager", "--amp-dtype", "bfloat16"])
+    assert (config.input_size, config.compile_backend, config.amp) == (64, "eager", "bf16")
+    for bad in (["--input-size", "3", "96", "64"], ["--input-size", "1", "96", "96"], ["--input-size", "96", "96"]):
+        with pytest.raises(SystemExit):
+            parse_args(bad)
+    (tmp_path / "timm.yaml").write_text("input_size: [3, 80, 80]\n")
+    assert parse_args(["--config", str(tmp_path / "timm.yaml")]).input_size == 80
+    (tmp_path / "alias.yaml").write_text("amp_dtype: float16\n")
+    with pytest.raises(ConfigError, match="unknown option.*amp_dtype"):
+        parse_args(["--config", str(tmp_path / "alias.yaml")])
+    with pytest.raises(ConfigError, match="--grad-accum-steps 0 must be >= 1"):
+        parse_args(["--grad-accum-steps", "0"])

@@ -53,7 +53,7 @@ def test_a_changed_setting_stops_before_any_work(data_root, tmp_path):
               "--batch-size", "4")
     message = str(error.value)
     for part in ("--lr: 0.002 -> 0.01", "--recipe: 'mixpro' -> 'other'", "--batch-size: 8 -> 4",
-                 "global batch (processes x --batch-size): 8 -> 4", "--resume-allow-change"):
+                 "global batch (processes x --batch-size x --grad-accum-steps): 8 -> 4", "--resume-allow-change"):
         assert part in message
     assert "--epochs" not in message  # free to change
     assert (tmp_path / ckpt.LAST).read_bytes() == before and len(log_of(tmp_path)) == 1

@@ -7,6 +7,9 @@ ImageNet-1k indexing when the folders are wnids):
     DIR/train/<class>/<image>      DIR/val/<class>/<image>        (image folders)
     DIR/train.tar                  DIR/val.tar                    (tars of class folders or class tars)
 
+``--dataset torch/NAME`` (CIFAR-10/100, MNIST, ... from a local root) reads a map-style dataset of timm's
+``create_dataset`` instead (:class:`FactoryDataset`).
+
 Unreadable or corrupt images are skipped with a warning and counted: the sample is replaced by the
 next readable one so batches keep their shape, and the run aborts only once the skipped fraction
 passes ``max_bad_fraction`` (see :class:`BadImageCounter`).
@@ -21,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 from timm.data.readers import create_reader
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, IterableDataset, Sampler
 
 from ..errors import InputNotFoundError
 
@@ -115,6 +118,56 @@ class RobustImageDataset(Dataset):
             return image, label, bad
         raise RuntimeError(f"{_MAX_CONSECUTIVE_BAD} consecutive unreadable images from "
                            f"{self.filename(index)!r} on in {self.location!r}: is the dataset intact?")
+
+
+class FactoryDataset(RobustImageDataset):
+    """A map-style dataset of timm's ``create_dataset`` (``torch/cifar10``, ``torch/cifar100``,
+    ``torch/mnist``, ``torch/image_folder``, ...) behind the interface of :class:`RobustImageDataset`:
+    RGB PIL images through this object's transform, the same skip-and-count guard. Its images are
+    decoded already (arrays in memory), so only the CPU data path reads it."""
+
+    def __init__(self, name: str, root: str, split: str, transform: Optional[Callable] = None,
+                 download: bool = False) -> None:
+        from timm.data import create_dataset
+
+        if not download and not os.path.isdir(root):
+            raise DataLayoutError(f"--dataset {name}: root {root!r} does not exist (--dataset-download fetches the "
+                                  f"dataset there)")
+        try:
+            self.source = create_dataset(name, root=root, split=split, download=download)
+        except (RuntimeError, AssertionError, OSError, ValueError) as error:  # torchvision: "not found or corrupted"
+            raise DataLayoutError(f"--dataset {name} could not read split {split!r} under {root!r}: {error}") from None
+        if isinstance(self.source, IterableDataset):
+            raise DataLayoutError(f"--dataset {name} is a streaming dataset: training needs indexable data (an "
+                                  f"image folder, a tar, or a torch/NAME dataset)")
+        self.source.transform = None  # ours is applied after the RGB conversion
+        self.reader = None
+        self.location = f"{name} {split} split at {root}"
+        self.transform = transform
+        if len(self.source) == 0:
+            raise DataLayoutError(f"no images in {self.location}")
+
+    @property
+    def class_to_idx(self) -> Dict[str, int]:
+        mapping = getattr(self.source, "class_to_idx", None)
+        if mapping:
+            return dict(mapping)
+        classes = getattr(self.source, "classes", None)
+        if not classes:
+            raise DataLayoutError(f"{self.location} names no classes (no class_to_idx or classes attribute)")
+        return {str(name): index for index, name in enumerate(classes)}
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def filename(self, index: int) -> str:
+        return f"image {index} of {self.location}"
+
+    def load(self, index: int) -> Tuple[Image.Image, int]:
+        image, label = self.source[index]
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"{self.location} gave a {type(image).__name__}, expected a PIL image")
+        return image.convert("RGB"), int(label)
 
 
 class BadImageCounter:

@@ -46,13 +46,19 @@ def reserve_hardware_queues(data_pipeline: str) -> None:
     os.environ["CUDA_DEVICE_MAX_CONNECTIONS"] = str(HARDWARE_QUEUES)
 
 
-def choose_pipeline(requested: str, device: torch.device, transforms: Sequence[Callable] = ()) -> str:
-    """'cpu' or 'gpu' for ``requested`` ('auto', 'cpu' or 'gpu') on ``device``. The GPU path needs nvjpeg
-    to work on the device and a device plan for each of ``transforms``: 'auto' falls back to the CPU
-    path (with a warning) where either is missing, 'gpu' raises."""
+def choose_pipeline(requested: str, device: torch.device, transforms: Sequence[Callable] = (),
+                    from_files: bool = True) -> str:
+    """'cpu' or 'gpu' for ``requested`` ('auto', 'cpu' or 'gpu') on ``device``. The GPU path needs image
+    files (``from_files``: not a dataset decoded in memory), nvjpeg working on the device and a device
+    plan for each of ``transforms``: 'auto' falls back to the CPU path where one is missing, 'gpu' raises."""
     if requested not in PIPELINES:
         raise ConfigError(f"data pipeline must be auto, cpu or gpu, got {requested!r}")
     if requested == "cpu":
+        return "cpu"
+    if not from_files:
+        if requested == "gpu":
+            raise ConfigError("--data-pipeline gpu decodes image files on the device, but this dataset holds decoded "
+                              "images (--dataset torch/...): use --data-pipeline cpu or auto")
         return "cpu"
     available = gpu_decode_available(device)
     if requested == "gpu" and device.type == "cuda" and not available:
