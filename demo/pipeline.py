@@ -38,6 +38,7 @@ LOADERS = ("train_dataloader", "val_dataloader", "test_dataloader")
 MODELS = ("deit", "pvt")
 RECIPES = ("baseline", "transmix", "mixpro")
 DECODERS = ("linear", "segmenter")
+STUDIES = ("digits_table6", "digits_table10")
 MARKER = ".mixpro-demo"
 
 
@@ -56,6 +57,13 @@ class Scale:
 
 FULL = Scale("full", 0, None, None, (400, 100), 400, 2)
 QUICK = Scale("quick", 48, {"deit": 1, "pvt": 1}, 16, (8, 4), 2, 1)
+
+
+# The CPU demo's numbers repeat on any x86-64 machine with AVX2 only if every process computes the same
+# floating-point sums: the kernels torch, oneDNN and MKL pick depend on the CPU's vector instructions
+# and on the thread count (docs/demo/repeatability.md has the measurements).
+REPEATABLE_CPU = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "ATEN_CPU_CAPABILITY": "avx2",
+                  "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2", "CUDA_VISIBLE_DEVICES": ""}
 
 
 class StageError(UserError, RuntimeError):
@@ -101,13 +109,15 @@ class Runner:
     stage prints a line when it starts and one with its time when it ends; on a terminal a line in
     between follows the tool's output, since a stage can run for minutes."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, environment: Optional[Dict[str, str]] = None) -> None:
         self.out = out
+        self.environment = environment or {}
         self.logs = out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
         self.commands = out / "commands.sh"
         self.commands.write_text("#!/usr/bin/env bash\n# The commands make demo ran, from the repository root.\n"
-                                 "set -euo pipefail\n")
+                                 "set -euo pipefail\n"
+                                 + "".join(f"export {key}={shlex.quote(value)}\n" for key, value in self.environment.items()))
 
     def tool(self, name: str, tool: str, *args) -> float:
         command = [sys.executable, str(ROOT / "tools" / tool), *map(str, args)]
@@ -118,7 +128,7 @@ class Runner:
         status = LiveStatus(name) if sys.stdout.isatty() else None
         start = time.perf_counter()
         # Unbuffered on both ends, so that the log (and `tail -f` on it) grows as the tool prints.
-        environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        environment = {**os.environ, **self.environment, "PYTHONUNBUFFERED": "1"}
         with open(log, "wb", buffering=0) as handle, subprocess.Popen(
                 command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
             for chunk in iter(lambda: process.stdout.read1(1 << 16), b""):
@@ -161,14 +171,14 @@ def last_mm_metrics(work_dir: Path, key: str) -> Dict[str, float]:
         raise StageError(error.args[0]) from None
 
 
-def pretrain(runner: Runner, scale: Scale, out: Path, data: Path, seed: int) -> Dict[str, Dict]:
+def pretrain(runner: Runner, scale: Scale, out: Path, data: Path, seed: int, device: str) -> Dict[str, Dict]:
     results = {}
     for model in MODELS:
         for recipe in RECIPES:
             name = f"{model}_{recipe}"
             run_dir = out / "pretrain" / name
             args = ["--config", f"configs/demo/{model}_tiny_digits_{recipe}.yaml", "--data-path", data,
-                    "--output-dir", run_dir, "--seed", seed]
+                    "--output-dir", run_dir, "--seed", seed, "--device", device]
             if scale.pretrain_epochs:
                 args += ["--epochs", scale.pretrain_epochs[model], "--warmup-epochs", 0]
             if scale.pretrain_batch:
@@ -227,17 +237,33 @@ def detection(runner: Runner, scale: Scale, out: Path, coco: Path, pretrained: D
     return results
 
 
-def robustness(runner: Runner, out: Path, data: Path, pretrained: Dict, seed: int) -> Dict:
+def robustness(runner: Runner, out: Path, data: Path, pretrained: Dict, seed: int, device: str) -> Dict:
     report_dir = out / "robustness"
     args = []
     for entry in pretrained.values():
         args += ["--checkpoint", entry["checkpoint"]]
     args += ["--classes", data / "classes.txt", "--val", data / "val", "--shifted", data / "rotated",
              "--ood", data / "ood", "--names", "held-out digits", "rotated digits", "digits 8-9",
-             "--random-patch-size", 4, "--device", "cpu", "--workers", 0, "--batch-size", 128, "--seed", seed,
+             "--random-patch-size", 4, "--device", device, "--workers", 0, "--batch-size", 128, "--seed", seed,
              "--out", report_dir]
     runner.tool("robustness", "robustness_report.py", *args)
     return json.loads((report_dir / "report.json").read_text())
+
+
+def studies(runner: Runner, scale: Scale, out: Path, data: Path, seeds: int, device: str) -> Dict[str, Dict]:
+    """The digit studies of Tables 6 and 10 (configs/studies) over ``seeds`` seeds: their interval tables."""
+    shorter = []
+    if scale.pretrain_epochs:
+        shorter += [f"epochs={scale.pretrain_epochs['deit']}", "warmup_epochs=0"]
+    if scale.pretrain_batch:
+        shorter += [f"batch_size={scale.pretrain_batch}"]
+    results = {}
+    for name in STUDIES:
+        root = out / "studies" / name
+        runner.tool(f"study_{name}", "study.py", f"configs/studies/{name}.yaml", "--seeds", seeds, "--output", root,
+                    "--set", f"data_path={data}", f"device={device}", *shorter)
+        results[name] = json.loads((root / "study.json").read_text())
+    return results
 
 
 def pictures(runner: Runner, out: Path, data: Path, pretrained: Dict) -> Dict[str, Path]:
@@ -260,38 +286,61 @@ def pictures(runner: Runner, out: Path, data: Path, pretrained: Dict) -> Dict[st
     return files
 
 
-def run(out: Path, scale: Scale = FULL, seed: int = 0) -> Path:
-    """The whole demo; returns OUT/report.md."""
+def resolve_device(requested: str) -> str:
+    """'cpu' or 'cuda' for --device auto / cpu / cuda."""
+    import torch
+
+    if requested not in ("auto", "cpu", "cuda"):
+        raise UserError(f"--device must be auto, cpu or cuda, got {requested!r}")
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: CUDA is not available here; use --device cpu (the default) or auto")
+    return requested
+
+
+def run(out: Path, scale: Scale = FULL, seed: int = 0, device: str = "cpu", seeds: int = 1) -> Path:
+    """The whole demo; returns OUT/report.md. On the CPU every tool runs with the kernels and thread
+    count pinned (REPEATABLE_CPU); ``seeds`` > 1 adds the digit studies of Tables 6 and 10."""
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {seeds}")
+    device = resolve_device(device)
     out = Path(out).resolve()
     start = time.perf_counter()
     message = prepare_output(out)
     if message:
         print(message)
-    runner = Runner(out)
+    runner = Runner(out, REPEATABLE_CPU if device == "cpu" else {})
     timings: Dict[str, float] = {}
 
     def stage(name: str) -> None:
         timings[name] = time.perf_counter() - start - sum(timings.values())
         print(f"[{name}: {timings[name]:.0f} s]", flush=True)
 
-    print(f"demo ({scale.name} scale, seed {seed}) -> {out}", flush=True)
+    print(f"demo ({scale.name} scale, seed {seed}{f', studies over {seeds} seeds' if seeds > 1 else ''}, {device}) "
+          f"-> {out}", flush=True)
     data_root = out / "data"
     counts = digits.write_classification(data_root / "digits", seed, limit=scale.image_limit)
     roots = digits.write_canvases(data_root, seed, *scale.canvases)
     stage("data")
-    pretrained = pretrain(runner, scale, out, data_root / "digits", seed)
+    pretrained = pretrain(runner, scale, out, data_root / "digits", seed, device)
     stage("pretraining")
+    seed_studies = {}
+    if seeds > 1:
+        seed_studies = studies(runner, scale, out, data_root / "digits", seeds, device)
+        stage("studies")
     seg = segmentation(runner, scale, out, roots["pascal_context"], pretrained, seed)
     stage("segmentation")
     det = detection(runner, scale, out, roots["coco"], pretrained, seed)
     stage("detection")
-    robust = robustness(runner, out, data_root / "digits", pretrained, seed)
+    robust = robustness(runner, out, data_root / "digits", pretrained, seed, device)
     stage("robustness")
     figures = pictures(runner, out, data_root / "digits", pretrained)
     stage("pictures")
-    results = {"scale": scale.name, "seed": seed, "images": counts, "canvases": list(scale.canvases),
-               "pretraining": pretrained, "segmentation": seg, "detection": det, "robustness": robust,
-               "pictures": figures, "timings_s": timings, "total_s": time.perf_counter() - start}
+    results = {"scale": scale.name, "seed": seed, "device": device, "images": counts, "canvases": list(scale.canvases),
+               "pretraining": pretrained, "studies": seed_studies, "segmentation": seg, "detection": det,
+               "robustness": robust, "pictures": figures, "timings_s": timings,
+               "total_s": time.perf_counter() - start}
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     path = report.write(out, results)
     print(f"wrote {path} ({results['total_s'] / 60:.1f} min)")
@@ -299,10 +348,16 @@ def run(out: Path, scale: Scale = FULL, seed: int = 0) -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> Path:
-    parser = argparse.ArgumentParser(description="The whole pipeline on scikit-learn's digits, on the CPU.")
+    parser = argparse.ArgumentParser(description="The whole pipeline on scikit-learn's digits.")
     parser.add_argument("--out", type=Path, default=ROOT / "demo_output", help="report folder (rewritten)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu (default: kernels and threads pinned, so the numbers repeat on any x86-64 CPU with "
+                             "AVX2), cuda, or auto (cuda when present)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="N > 1: also the digit studies of Tables 6 and 10 over seeds 0..N-1 (configs/studies), "
+                             "with 95 %% intervals in the report; meant for a GPU")
     parser.add_argument("--quick", action="store_true",
                         help="a few iterations of every stage (what the test suite runs), not the demo's numbers")
     args = parser.parse_args(argv)
-    return run(args.out, QUICK if args.quick else FULL, args.seed)
+    return run(args.out, QUICK if args.quick else FULL, args.seed, args.device, args.seeds)

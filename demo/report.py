@@ -28,13 +28,54 @@ def _recipes() -> List[str]:
     return [RECIPE_TITLES[recipe] for recipe in RECIPE_TITLES]
 
 
+STUDY_TITLES = {"digits_table6": "Table 6 (the contribution of MaskMix and PAL)",
+                "digits_table10": "Table 10 (the progressive factor alpha)"}
+
+
+def _interval(estimate: Dict, signed: bool = False) -> str:
+    if estimate["mean"] is None:
+        return "-"
+    sign = "+" if signed else ""
+    if estimate["low"] is None:
+        return f"{estimate['mean']:{sign}.1f}"
+    return f"{estimate['mean']:{sign}.1f} [{estimate['low']:{sign}.1f}, {estimate['high']:{sign}.1f}]"
+
+
+def _studies(studies: Dict) -> List[str]:
+    """Section 5: each digit study's settings with the mean top-1, its 95 % interval over the seeds and
+    the paired difference to the reference setting."""
+    lines = ["", "## 5. Studies over seeds: DeiT-tiny on the digits, held-out top-1 (%)", "",
+             "Mean over the seeds with its 95 % t-interval, and each setting's difference to the reference "
+             "setting paired by seed (same seeds, same data order); a difference whose interval contains 0 is "
+             "inside the seed noise. Every run's curve and log: `studies/` (each study's `study.md`).", ""]
+    for name, summary in studies.items():
+        lines += [f"### {STUDY_TITLES.get(name, name)}, {len(summary['seeds'])} seeds", ""]
+        rows = []
+        for setting in summary["settings"]:
+            final = setting["final_top1"]
+            difference = setting.get("final_top1_difference")
+            if difference is None:
+                versus, verdict = "(reference)", ""
+            else:
+                versus = _interval(difference, signed=True)
+                verdict = ("-" if difference["excludes_zero"] is None else
+                           "beyond the noise" if difference["excludes_zero"] else "inside the noise")
+            rows.append([setting["name"], str(final["n"]), _interval(final), _interval(setting["best_top1"]), versus,
+                         verdict])
+        lines += _table(["setting", "seeds", "final top-1", "best top-1", f"final - {summary['reference']}", ""],
+                        rows)
+        lines += [""]
+    return lines
+
+
 def write(out: Path, results: Dict) -> Path:
     out = Path(out)
     pretrained, seg, det = results["pretraining"], results["segmentation"], results["detection"]
     robust = results["robustness"]
     images = results["images"]
     lines = ["# MixPro suite demo: pretraining -> transfer -> robustness", "", SCALE_NOTE, "",
-             f"- scale: {results['scale']}, seed {results['seed']}, {results['total_s'] / 60:.1f} min in all "
+             f"- scale: {results['scale']}, seed {results['seed']}, {results.get('device', 'cpu')}, "
+             f"{results['total_s'] / 60:.1f} min in all "
              f"({', '.join(f'{k} {v:.0f} s' for k, v in results['timings_s'].items())})",
              f"- digits: {images['train']} train / {images['val']} held-out images of the 8 pretraining classes "
              f"(0-7), {images['rotated']} rotated held-out images, {images['ood']} images of the unseen classes 8 "
@@ -90,6 +131,8 @@ def write(out: Path, results: Dict) -> Path:
               "for the DeiT, 32 px for the PVT) dropped most salient first, or all but the most salient.", ""]
     lines += [f"![occlusion {mode}](robustness/occlusion_{mode}.png)" for mode in ("random", "salient", "non_salient")]
     lines += ["", "![reliability](robustness/reliability_shifted.png)", ""]
+    if results.get("studies"):
+        lines += _studies(results["studies"])
     path = out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path

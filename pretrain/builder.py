@@ -91,7 +91,10 @@ def _mixer_for(config: argparse.Namespace, model: torch.nn.Module) -> BatchMixer
         mask_patch_size=config.mask_patch_size, maskmix_beta=config.maskmix_beta,
         per_sample_ratio=config.per_sample_ratio, label_smoothing=config.smoothing,
         maskmix_label=config.maskmix_label, cutmix_label=config.cutmix_label, partner=config.partner,
-        detach_alpha=config.detach_alpha,
+        detach_alpha=config.detach_alpha, smooth_pal_targets=config.smooth_pal_targets,
+        mask_strategy=config.mask_strategy, mask_grid_offset=config.mask_grid_offset,
+        subpatch_cells=config.subpatch_cells, maskmix_shuffle=config.maskmix_shuffle, cutmix_snap=config.cutmix_snap,
+        alpha_rule=config.alpha_rule,
     )
     if site is not None:
         return BatchMixer(config.num_classes, patch_size=site.patch_size, **mixer_kwargs)
@@ -126,8 +129,11 @@ def build_training(config: argparse.Namespace, model: torch.nn.Module, dist_info
     model_ema = ModelEmaV3(model, decay=config.model_ema_decay) if config.model_ema else None
     global_batch = config.batch_size * dist_info.world_size * config.grad_accum_steps
     lr = lr_for_batch(config.lr, global_batch, config.lr_base_batch)
+    mixer.to(device)
     optimizer = create_optimizer_v2(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay,
                                     eps=config.opt_eps, betas=tuple(config.opt_betas))
+    if mixer.learnable_parameters():  # Table 10's learnable alpha, optimised with the model, never decayed
+        optimizer.add_param_group({"params": mixer.learnable_parameters(), "weight_decay": 0.0})
     scheduler, _ = create_scheduler_v2(optimizer, sched=config.sched, num_epochs=config.epochs,
                                        warmup_epochs=config.warmup_epochs, warmup_lr=config.warmup_lr,
                                        min_lr=config.min_lr, step_on_epochs=False,

@@ -16,6 +16,9 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from mixpro.mask import MASK_STRATEGIES
+from mixpro.mixer import ALPHA_RULES, PARTNERS, SHUFFLES
+
 from .distributed import DEVICE_HELP
 from .errors import ConfigError, InputNotFoundError
 
@@ -195,8 +198,28 @@ def get_args_parser() -> argparse.ArgumentParser:
     group.add_argument("--per-sample-ratio", action=argparse.BooleanOptionalAction, default=False)
     group.add_argument("--maskmix-label", choices=("area", "transmix", "pal"), default="pal")
     group.add_argument("--cutmix-label", choices=("area", "transmix", "pal"), default="area")
-    group.add_argument("--partner", choices=("flip", "perm"), default="perm")
+    group.add_argument("--partner", choices=PARTNERS, default="perm",
+                       help="flip: sample i mixes with B-1-i; perm: a random permutation; perm_maskmix: permutation "
+                            "on MaskMix batches, flip on Mixup/CutMix batches (the official code)")
     group.add_argument("--detach-alpha", action=argparse.BooleanOptionalAction, default=False)
+    group.add_argument("--smooth-pal-targets", action=argparse.BooleanOptionalAction, default=True,
+                       help="label smoothing on PAL batches too (--no-smooth-pal-targets: the official code's plain "
+                            "cross-entropy there)")
+
+    group = parser.add_argument_group("ablations (the paper's Tables 7-10, Fig. 5)")
+    group.add_argument("--mask-strategy", choices=MASK_STRATEGIES, default="random",
+                       help="MaskMix cells drawn at random, or BEiT-style blocks of cells (Table 7)")
+    group.add_argument("--mask-grid-offset", type=int, default=0,
+                       help="pixels the MaskMix cell grid is shifted off the patch grid (Table 8 B: half a patch)")
+    group.add_argument("--subpatch-cells", action=argparse.BooleanOptionalAction, default=False,
+                       help="allow MaskMix cells smaller than a patch (Table 8 C)")
+    group.add_argument("--maskmix-shuffle", choices=SHUFFLES, default="none",
+                       help="shuffle the patches of the pasted image, of the canvas image, or both (Table 9)")
+    group.add_argument("--cutmix-snap", action=argparse.BooleanOptionalAction, default=False,
+                       help="snap CutMix boxes to patch borders (Table 8 A)")
+    group.add_argument("--alpha-rule", choices=ALPHA_RULES, default="pal",
+                       help="PAL's progressive factor: pal (from the logits), constant 0.5, linear T/T_max, parabolic "
+                            "(T/T_max)^2, learnable (a scalar optimised with the model, logged) (Table 10)")
 
     group = parser.add_argument_group("run")
     group.add_argument("--output-dir", default="output/pretrain")
@@ -336,6 +359,7 @@ _RANGES = [
     ("cutmix_minmax", lambda v: v is None or 0 < v[0] <= v[1] <= 1, "two values 0 < low <= high <= 1"),
     ("mixup_switch_prob", lambda v: 0 <= v <= 1, "in [0, 1]"), ("maskmix_prob", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("mask_patch_size", lambda v: v > 0, "> 0"), ("maskmix_beta", lambda v: v > 0, "> 0"),
+    ("mask_grid_offset", lambda v: v >= 0, ">= 0"),
     ("save_every", lambda v: v >= 0, ">= 0 (0: never)"), ("eval_every", lambda v: v >= 1, ">= 1"),
     ("print_freq", lambda v: v >= 1, ">= 1"), ("benchmark_steps", lambda v: v >= 1, ">= 1"),
     ("benchmark_warmup", lambda v: v >= 0, ">= 0"),

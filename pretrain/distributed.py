@@ -112,6 +112,17 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def average_gradients(parameters: List[torch.Tensor]) -> None:
+    """Average the gradients of parameters DDP does not manage over the processes (no host sync). A process
+    whose batches did not use one (another batch kind) contributes zeros: every process joins every call."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    for parameter in parameters:
+        gradient = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        dist.all_reduce(gradient)
+        parameter.grad = gradient / dist.get_world_size()
+
+
 def all_gather_objects(obj: Any) -> List[Any]:
     if dist.is_available() and dist.is_initialized():
         gathered = [None] * dist.get_world_size()

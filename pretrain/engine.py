@@ -18,7 +18,7 @@ from mixpro import BatchMixer, MixedBatch, soft_target_cross_entropy
 from mixpro.mixer import KINDS
 
 from .data.folders import BadImageCounter
-from .distributed import all_reduce_sum
+from .distributed import all_reduce_sum, average_gradients
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}
 
@@ -128,6 +128,7 @@ def train_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
         loss = soft_target_cross_entropy(logits, targets)
         scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
     if update:
+        average_gradients(mixer.learnable_parameters())  # outside the model: DDP does not average them
         if options.clip_grad > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad)

@@ -79,6 +79,8 @@ def restore(state: Dict, diff: ConfigDiff, model, parts: TrainingParts, dist_inf
     else:
         _logger.warning("checkpoint was written by %d processes, this run has %d: random streams restart, so the "
                         "resumed run is not a bit-exact continuation", saved_world, dist_info.world_size)
+        if parts.mixer.learnable_parameters():  # the learned alpha is the same in every process: rank 0's
+            parts.mixer.load_state_dict({**parts.mixer.state_dict(), "alpha_logit": state["mixer"][0]["alpha_logit"]})
 
 
 def main(config: argparse.Namespace) -> Dict:
@@ -106,6 +108,7 @@ def benchmark(config: argparse.Namespace) -> Dict:
     parts = build_training(config, model, dist_info, updates_per_epoch(config.benchmark_steps, config.grad_accum_steps))
     options = step_options(config, print_freq=config.benchmark_steps)
     bad_images = BadImageCounter(1.0, dist_info.device)
+    parts.mixer.set_progress(0, 1)
     for steps, epoch in ((config.benchmark_warmup, 0), (config.benchmark_steps, 1)):
         batches = SyntheticBatches(config.batch_size, config.input_size, config.num_classes, steps, dist_info.device)
         stats = train_one_epoch(parts.train_model, batches, parts.mixer, parts.optimizer, parts.scheduler,
@@ -204,6 +207,7 @@ def train(config: argparse.Namespace) -> Dict:
     record: Dict = {}
     for epoch in range(start_epoch, config.epochs):
         set_epoch(train_loader, epoch)
+        mixer.set_progress(epoch, config.epochs)  # the epoch-dependent alpha rules of Table 10
         stats = train_one_epoch(train_model, train_loader, mixer, optimizer, scheduler, scaler, device, epoch,
                                 options, bad_images, model_ema=model_ema, show_progress=dist_info.is_main)
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
@@ -211,6 +215,8 @@ def train(config: argparse.Namespace) -> Dict:
             if model_ema is not None:
                 stats.update({f"ema_{k}": v for k, v in evaluate(model_ema.module, val_loader, device, options,
                                                                  show_progress=dist_info.is_main).items()})
+        for parameter in mixer.learnable_parameters():  # Table 10's learnable alpha, as it stands after the epoch
+            stats["train_alpha_learned"] = torch.sigmoid(parameter.detach()).item()
         top1 = stats.get("val_top1")
         improved = top1 is not None and (best_top1 is None or top1 > best_top1)
         if improved:

@@ -49,6 +49,8 @@ def files(tmp_path_factory):
                        "typo.yaml": "lerning_rate: 0.1\n", "broken.yaml": "lr: [0.1\n", "lr.yaml": "lr: fast\n",
                        "flag.yaml": "model_ema: 3\n"}.items():
         (root / name).write_text(text)
+    (root / "study_typo.yaml").write_text(f"seeds: 2\noverrides: {{data_path: {data}, lerning_rate: 0.1}}\nsettings:\n"
+                                          f"  - {ROOT / 'configs' / 'demo' / 'deit_tiny_digits_mixpro.yaml'}\n")
     (root / "shifted" / "n00000000").mkdir(parents=True)
     (root / "elsewhere.pth").write_bytes(b"PK")
     (root / "work").mkdir()
@@ -182,6 +184,8 @@ CASES = [
      lambda f: [ROOT / "configs" / "demo" / "linear_deit-tiny_digits.py", f / "none.pth", "--cfg-options",
                 f"test_dataloader.dataset.data_root={f / 'nowhere'}"], ("test_dataloader dataset", "nowhere does not exist")),
     ("det-test-config-absent", "det_test.py", lambda f: [f / "none.py", f / "none.pth"], "none.py does not exist"),
+    ("study-absent", "study.py", lambda f: [f / "none.yaml"], "none.yaml"),
+    ("study-unknown-option", "study.py", lambda f: [f / "study_typo.yaml"], ("overrides.lerning_rate", "not an option of tools/train.py")),
     ("augment-image-absent", "visualize_augment.py", lambda f: ["--images", f / "none.jpg", "--out", f / "g.png"],
      "image(s) not found"),
     ("demo-foreign-folder", "run_demo.py", lambda f: ["--out", f / "data", "--quick"],

@@ -2,6 +2,7 @@
 run of every stage through the real tools (`tools/run_demo.py --quick`)."""
 import hashlib
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -88,8 +89,8 @@ def test_output_folder_is_fresh_or_refused(tmp_path):
 
 def test_quick_demo_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "run_demo.py"), "--quick", "--out", str(out)],
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "run_demo.py"), "--quick", "--out", str(out),
+                             "--seeds", "2"], capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert len(results["pretraining"]) == 6 and len(results["segmentation"]) == 6 and len(results["detection"]) == 3
@@ -107,21 +108,35 @@ def test_quick_demo_runs_every_stage(tmp_path):
             "random", "salient", "non_salient"}
     report = (out / "report.md").read_text()
     assert "Demonstration scale, not the paper's setting" in report
-    for heading in ("## 1. Pretraining", "## 2. Segmentation", "## 3. Detection", "## 4. Robustness"):
+    for heading in ("## 1. Pretraining", "## 2. Segmentation", "## 3. Detection", "## 4. Robustness",
+                    "## 5. Studies over seeds"):
         assert heading in report
+    # The digit studies: every setting over both seeds, each but the reference paired with it.
+    for name, settings in (("digits_table6", 6), ("digits_table10", 5)):
+        summary = results["studies"][name]
+        assert len(summary["settings"]) == settings
+        for setting in summary["settings"]:
+            assert setting["final_top1"]["n"] == 2 and setting["final_top1"]["low"] is not None
+            assert setting["name"] == summary["reference"] or setting["final_top1_difference"]["seeds"] == [0, 1]
+        assert (out / "studies" / name / "study_top1.png").is_file()
     # Every picture the report shows exists and is a non-empty PNG.
     pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report)
     assert len(pictures) >= 12
     for picture in pictures:
         with Image.open(out / picture) as image:
             assert image.format == "PNG" and image.size[0] > 100
-    # Deterministic for the seed: the first pretraining command again gives the same log.
-    first = next(line for line in (out / "commands.sh").read_text().splitlines() if "tools/train.py" in line)
+    # Deterministic for the seed: the first pretraining command again, with the environment commands.sh
+    # exports (the CPU kernels and threads pinned), gives the same log.
+    commands = (out / "commands.sh").read_text().splitlines()
+    exported = {key: shlex.split(value)[0] for key, value in (line.removeprefix("export ").split("=", 1)
+                                                               for line in commands if line.startswith("export "))}
+    assert exported["ATEN_CPU_CAPABILITY"] == "avx2" and exported["OMP_NUM_THREADS"] == "2"
+    first = next(line for line in commands if "tools/train.py" in line)
     args = shlex.split(first)[2:]
     again = tmp_path / "again"
     args[args.index("--output-dir") + 1] = str(again)
     subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *args], check=True, capture_output=True,
-                   cwd=ROOT, timeout=600)
+                   cwd=ROOT, timeout=600, env={**os.environ, **exported})
     original = (out / "pretrain" / "deit_baseline" / "log.jsonl").read_text().splitlines()
     for before, after in zip(original, (again / "log.jsonl").read_text().splitlines(), strict=True):
         before, after = json.loads(before), json.loads(after)

@@ -77,11 +77,13 @@ def test_mixing_stops_at_mixup_off_epoch(data_root, tmp_path):
     assert log[2]["train_share_none"] == 1 and "train_alpha_mean" not in log[2]
 
 
-@pytest.mark.parametrize("pipeline", ["cpu", "gpu"])
-def test_kill_and_resume_is_exact(pipeline, data_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("pipeline, alpha_rule", [("cpu", "pal"), ("gpu", "pal"), ("cpu", "learnable"),
+                                                  ("cpu", "parabolic")])
+def test_kill_and_resume_is_exact(pipeline, alpha_rule, data_root, tmp_path, monkeypatch):
     # Pixel erasing on: its noise is drawn by the workers on the CPU path and on the device on the other.
+    # Table 10's learnable alpha lives in the mixer's state, the parabolic one follows the epoch.
     extra = ["--epochs", "4", "--workers", "2", "--save-every", "2", "--data-pipeline", pipeline, "--reprob", "0.5",
-             "--remode", "pixel"]
+             "--remode", "pixel", "--alpha-rule", alpha_rule, "--maskmix-prob", "1"]
     run("mixpro", TINY_VIT, data_root, tmp_path / "straight", *extra)
 
     real_train = engine.train_one_epoch
@@ -106,7 +108,13 @@ def test_kill_and_resume_is_exact(pipeline, data_root, tmp_path, monkeypatch):
     for index, moments in straight["optimizer"]["state"].items():
         assert all(torch.equal(value, resumed["optimizer"]["state"][index][name]) for name, value in moments.items())
     assert straight["optimizer"]["param_groups"] == resumed["optimizer"]["param_groups"]
-    assert straight["step"] == resumed["step"]
+    assert straight["step"] == resumed["step"] and straight["mixer"] == resumed["mixer"]
+    if alpha_rule == "learnable":  # optimised with the model and logged
+        learned = [row["train_alpha_learned"] for row in log]
+        assert learned[0] != 0.5 and len(set(learned)) == 4
+        assert straight["mixer"][0]["alpha_logit"] != 0.0
+    if alpha_rule == "parabolic":
+        assert [row["train_alpha_mean"] for row in log] == pytest.approx([0.0, 0.0625, 0.25, 0.5625])  # (T/T_max)^2
     assert (tmp_path / "resumed" / ckpt.epoch_name(2)).is_file() and (tmp_path / "resumed" / ckpt.epoch_name(4)).is_file()
 
 
