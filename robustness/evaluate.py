@@ -1,15 +1,18 @@
 """Robustness evaluation of one model: val top-1 with the occlusion sweep (ImageNet val), accuracy /
-calibration error / AURRA on a shifted set (ImageNet-A), AUPR against an OOD set (ImageNet-O).
+calibration error / AURRA on a shifted set (ImageNet-A), AUPR against an OOD set (ImageNet-O), top-1
+on ImageNet-R / -Sketch / -V2, and the corruption errors of ImageNet-C.
 
 Each benchmark is one pass over its data: a decoded batch is occluded at every level and mode on
-the device. Under torchrun every process takes a shard (no padding) and the per-image results are
-gathered, so the numbers are those of a single process. bf16 autocast on GPUs.
+the device, and ImageNet-C's 95 folders are one set read by one loader. Under torchrun every process
+takes a shard (no padding) and the per-image results or counts are gathered, so the numbers are those
+of a single process. bf16 autocast on GPUs; the benchmarks without occlusion can run a compiled model
+(:func:`classifier`).
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -21,7 +24,8 @@ from pretrain.data import create_loader
 from pretrain.distributed import all_gather_objects, all_reduce_sum
 
 from . import metrics
-from .data import EvalSet
+from .corruptions import corruption_summary
+from .data import CorruptionSet, EvalSet
 from .occlusion import RANDOM_LEVELS, SALIENCY_LEVELS, occlusion_variants
 
 _logger = logging.getLogger(__name__)
@@ -53,6 +57,37 @@ class Settings:
     world_size: int = 1
     show_progress: bool = True
     data_pipeline: str = "cpu"
+    calibration_protocol: str = "all-bins"  # metrics.CALIBRATION_PROTOCOLS
+    all_class_argmax: bool = False  # ImageNet-A / -R: predict over all the model's classes, not the set's slice
+    fpr_definition: str = "first-reaching"  # metrics.FPR_DEFINITIONS
+    compile: bool = False
+
+
+@dataclass
+class Classifier:
+    """What the benchmarks without occlusion need of a model: its name, its device, and its float
+    logits of a batch of [0, 1] images."""
+
+    name: str
+    device: torch.device
+    logits: Callable[[torch.Tensor], torch.Tensor]
+
+
+def classifier(model: LoadedModel, settings: Settings) -> Classifier:
+    """``model`` as a :class:`Classifier`, compiled with ``settings.compile``: then every batch is
+    padded to the batch size, so that one graph serves each set's last, smaller batch too (no
+    recompilation), and the compiled graph is kept for every set it is given."""
+    if not settings.compile:
+        return Classifier(model.name, model.mean.device, lambda images: model.logits(images, settings.amp))
+    compiled = torch.compile(model.logits)
+
+    def padded(images: torch.Tensor) -> torch.Tensor:
+        count = images.shape[0]
+        if count < settings.batch_size:
+            images = torch.cat([images, images.new_zeros((settings.batch_size - count, *images.shape[1:]))])
+        return compiled(images, settings.amp)[:count]
+
+    return Classifier(model.name, model.mean.device, padded)
 
 
 def occlusion_patch_size(model: torch.nn.Module) -> int:
@@ -121,17 +156,24 @@ def _count(counts: Dict[str, torch.Tensor], key: str, value: torch.Tensor) -> No
     counts[key] = counts[key] + value if key in counts else value
 
 
-def predictions(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dict[str, np.ndarray]:
-    """Per image, over the set's label space: max softmax probability, prediction and label."""
-    device = model.mean.device
+def predictions(model: Classifier, evalset: EvalSet, settings: Settings, all_classes: bool = False
+                ) -> Dict[str, np.ndarray]:
+    """Per image: max softmax probability, prediction and label, over the set's label space (its logit
+    columns sliced out before softmax and argmax), or with ``all_classes`` over all the model's
+    classes (the labels mapped to theirs: a prediction outside the set's classes is wrong)."""
+    device = model.device
     columns = torch.tensor(evalset.logit_indices, device=device) if evalset.logit_indices else None
     parts: Dict[str, List[torch.Tensor]] = {"confidence": [], "prediction": [], "label": []}
     loader = _loader(evalset, settings, device)
     with torch.no_grad():
         for images, labels, _ in tqdm(loader, desc=f"{model.name} {evalset.title or evalset.name}", disable=not settings.show_progress):
-            logits = model.logits(images.to(device, non_blocking=True), settings.amp)
+            logits = model.logits(images.to(device, non_blocking=True))
+            labels = labels.to(device, non_blocking=True)
             if columns is not None:
-                logits = logits[:, columns]  # slice to the set's classes before softmax / argmax
+                if all_classes:
+                    labels = columns[labels]
+                else:
+                    logits = logits[:, columns]
             confidence, prediction = logits.softmax(1).max(1)
             parts["confidence"].append(confidence)
             parts["prediction"].append(prediction)
@@ -140,21 +182,56 @@ def predictions(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dic
     return _gather({key: torch.cat(values).tolist() if values else [] for key, values in parts.items()})
 
 
-def evaluate_shifted(model: LoadedModel, evalset: EvalSet, settings: Settings) -> Dict:
-    result = predictions(model, evalset, settings)
+def evaluate_shifted(model: Classifier, evalset: EvalSet, settings: Settings) -> Dict:
+    result = predictions(model, evalset, settings, settings.all_class_argmax)
     correct = (result["prediction"] == result["label"]).astype(np.float64)
     return {"top1": metrics.top1(result["prediction"], result["label"]),
-            "calibration_error": metrics.calibration_error(result["confidence"], correct),
+            "calibration_error": metrics.calibration_error(result["confidence"], correct,
+                                                           protocol=settings.calibration_protocol),
             "aurra": metrics.aurra(result["confidence"], correct), "images": int(correct.size),
             "confidence": result["confidence"].tolist(), "correct": correct.tolist()}
 
 
-def evaluate_ood(model: LoadedModel, ood: EvalSet, in_distribution: EvalSet, settings: Settings) -> Dict:
+def evaluate_top1(model: Classifier, evalset: EvalSet, settings: Settings) -> Dict:
+    """Top-1 on a set of the model's classes or of a subset of them (ImageNet-R: sliced, or over all
+    classes with ``settings.all_class_argmax``)."""
+    result = predictions(model, evalset, settings, settings.all_class_argmax)
+    return {"top1": metrics.top1(result["prediction"], result["label"]), "images": int(result["label"].size)}
+
+
+def evaluate_ood(model: Classifier, ood: EvalSet, in_distribution: EvalSet, settings: Settings) -> Dict:
     """Score = negative max softmax over the in-distribution label space (ImageNet-O: its 200
     classes); OOD is the positive class."""
     inside = predictions(model, in_distribution, settings)["confidence"]
     outside = predictions(model, ood, settings)["confidence"]
     score = -np.concatenate([inside, outside])
     is_ood = np.concatenate([np.zeros(inside.size), np.ones(outside.size)])
-    return {**metrics.ood_scores(score, is_ood), "in_distribution_images": int(inside.size),
+    return {**metrics.ood_scores(score, is_ood, settings.fpr_definition), "in_distribution_images": int(inside.size),
             "ood_images": int(outside.size)}
+
+
+def evaluate_corruptions(model: Classifier, corrupted: CorruptionSet, settings: Settings,
+                         clean_top1: Optional[float] = None) -> Dict:
+    """Top-1 error in % of every (corruption, severity) folder from one pass over all of them, and
+    the CEs, mCE and relative mCE (``clean_top1``: the model's clean ImageNet val top-1 in %, for the
+    relative numbers) of :func:`robustness.corruptions.corruption_summary`."""
+    device = model.device
+    classes = len(corrupted.classes)
+    hits = torch.zeros(len(corrupted.groups), dtype=torch.float64, device=device)
+    seen = torch.zeros_like(hits)
+    loader = _loader(corrupted, settings, device)
+    with torch.no_grad():
+        for images, labels, _ in tqdm(loader, desc=f"{model.name} {corrupted.title}", disable=not settings.show_progress):
+            labels = labels.to(device, non_blocking=True)
+            group = labels // classes
+            correct = model.logits(images.to(device, non_blocking=True)).argmax(1) == labels % classes
+            # index_add_ rather than bincount, whose output size is read back from the device every batch
+            hits.index_add_(0, group, correct.double())
+            seen.index_add_(0, group, torch.ones_like(correct, dtype=torch.float64))
+    hits, seen = all_reduce_sum(hits).tolist(), all_reduce_sum(seen).tolist()
+    errors: Dict[str, Dict[int, float]] = {}
+    for (corruption, severity), right, count in zip(corrupted.groups, hits, seen):
+        errors.setdefault(corruption, {})[severity] = 100.0 * (1.0 - right / count)
+    clean_error = None if clean_top1 is None else 100.0 - clean_top1
+    return {"errors": errors, "images": int(sum(seen)), "clean_error": clean_error,
+            **corruption_summary(errors, clean_error)}

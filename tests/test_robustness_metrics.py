@@ -86,7 +86,8 @@ def test_ood_scores_use_ood_as_positive():
 def test_ood_perfect_and_chance():
     is_ood = np.array([0, 0, 0, 1, 1])
     perfect = ood_scores([0.1, 0.2, 0.3, 0.8, 0.9], is_ood)
-    assert perfect == {"aupr": pytest.approx(100.0), "auroc": pytest.approx(100.0), "fpr_at_95_tpr": 0.0}
+    assert perfect == {"aupr": pytest.approx(100.0), "aupr_in": pytest.approx(100.0), "auroc": pytest.approx(100.0),
+                       "fpr_at_95_tpr": 0.0}
     constant = ood_scores(np.zeros(5), is_ood)
     assert constant["aupr"] == pytest.approx(40.0) and constant["auroc"] == pytest.approx(50.0)
 
@@ -110,3 +111,55 @@ def test_inputs_are_validated():
         ood_scores([0.1, 0.2], [1, 1])
     with pytest.raises(ValueError, match="bin_size"):
         calibration_error([0.1], [1], bin_size=0)
+
+
+def test_calibration_protocols_on_fixed_numbers():
+    # 250 samples = bins of 100 and 150 (the remainder joins the last full bin).
+    confidence = np.concatenate([np.full(100, 0.8), np.full(150, 0.95)])
+    correct = np.concatenate([np.arange(100) < 50, np.zeros(150)]).astype(float)
+    first, last = 100 / 250 * (0.8 - 0.5) ** 2, 150 / 250 * 0.95 ** 2
+    assert calibration_error(confidence, correct) == pytest.approx(100 * np.sqrt(first + last))
+    # The reference master leaves the last bin out of the sum; its samples still count in N = 250.
+    assert calibration_error(confidence, correct, protocol="reference") == pytest.approx(100 * np.sqrt(first))
+    # Three bins (300 samples): the reference keeps the first two.
+    confidence = np.repeat([0.2, 0.6, 0.9], 100)
+    correct = np.concatenate([np.arange(100) < 40, np.arange(100) < 60, np.arange(100) < 30]).astype(float)
+    gaps = [0.2 - 0.4, 0.6 - 0.6, 0.9 - 0.3]
+    assert calibration_error(confidence, correct) == pytest.approx(100 * np.sqrt(sum(g * g for g in gaps) / 3))
+    assert calibration_error(confidence, correct, protocol="reference") == pytest.approx(
+        100 * np.sqrt(sum(g * g for g in gaps[:2]) / 3))
+    with pytest.raises(ValueError, match="at least 100 samples"):
+        calibration_error(np.full(99, 0.5), np.ones(99), protocol="reference")
+    with pytest.raises(ValueError, match="protocol"):
+        calibration_error([0.5], [1], protocol="last-bin")
+
+
+def test_aupr_in_takes_in_distribution_as_positive():
+    rng = np.random.default_rng(3)
+    is_ood = np.concatenate([np.zeros(300), np.ones(60)])
+    score = rng.normal(0, 1, 360) + 0.8 * is_ood  # higher = more OOD
+    result = ood_scores(score, is_ood)
+    assert result["aupr_in"] == pytest.approx(100 * average_precision_score(is_ood == 0, -score))
+    assert result["aupr_in"] != pytest.approx(result["aupr"])
+    assert ood_scores([0.1, 0.2, 0.9], [0, 0, 1])["aupr_in"] == pytest.approx(100.0)
+
+
+def test_fpr_at_95_tpr_both_definitions_by_hand():
+    # 20 OOD (positive) and 10 in-distribution samples, scores descending: 18 OOD, 1 in, 1 OOD (TPR 95 %),
+    # 3 in, the last OOD, 6 in.
+    order = [1] * 18 + [0] + [1] + [0] * 3 + [1] + [0] * 6
+    score = np.arange(len(order), 0, -1, dtype=float)
+    # First threshold reaching 95 %: the 19th OOD sample's, with 1 in-distribution sample above it.
+    assert ood_scores(score, order)["fpr_at_95_tpr"] == pytest.approx(10.0)
+    # Nearest recall: TPR stays exactly 95 % down to the third of the next 3 in-distribution samples;
+    # the reference takes the lowest of those thresholds: 4 of 10.
+    assert ood_scores(score, order, "nearest-recall")["fpr_at_95_tpr"] == pytest.approx(40.0)
+    # 12 OOD: TPR goes 11/12 -> 12/12. The 12th OOD sample ties with an in-distribution one. First reaching:
+    # TPR 100 % at that tied score, 2 in-distribution at or above it (2 of 5); nearest: 11/12 is nearer to
+    # 95 % than 12/12, and at most 1 in-distribution sample lies above the tie (1 of 5), below 95 % TPR.
+    score = np.array([20.0 - i for i in range(11)] + [8.5, 5.0, 5.0, 1.0, 0.5, 0.2])
+    is_ood = np.array([1] * 11 + [0, 1, 0, 0, 0, 0])
+    assert ood_scores(score, is_ood)["fpr_at_95_tpr"] == pytest.approx(40.0)
+    assert ood_scores(score, is_ood, "nearest-recall")["fpr_at_95_tpr"] == pytest.approx(20.0)
+    with pytest.raises(ValueError, match="FPR definition"):
+        ood_scores(score, is_ood, "interpolated")

@@ -67,7 +67,7 @@ def test_missing_benchmarks_are_skipped_and_marked(trees, tmp_path):
     main("report", ["--checkpoint", str(trees["ours"]), "--imagenet-a", str(trees["a"]), "--out", str(out),
                     "--device", "cpu", "--workers", "0"])
     report = json.loads((out / "report.json").read_text())
-    assert set(report["skipped"]) == {"val", "ood"}
+    assert set(report["skipped"]) == {"val", "ood", "imagenet_r", "sketch", "v2", "corruptions"}
     assert "IN-O: not run (OOD detection; no --ood / --imagenet-o given)" in (out / "report.md").read_text()
     assert not (out / "occlusion.csv").exists()
 
