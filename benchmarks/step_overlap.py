@@ -24,8 +24,8 @@ import torch
 
 from pretrain.config import parse_args
 from pretrain.data import BadImageCounter, SyntheticBatches, set_epoch
-from pretrain.engine import StepOptions, train_one_epoch
-from pretrain.builder import build_data, build_model, build_training, open_datasets, start_process
+from pretrain.engine import train_one_epoch, updates_per_epoch
+from pretrain.builder import build_data, build_model, build_training, open_datasets, start_process, step_options
 
 
 RATE_FROM = 8
@@ -214,16 +214,17 @@ def main() -> None:
     datasets = open_datasets(config)  # first: it counts the classes the model needs
     model = build_model(config)
     train_loader = build_data(config, model, dist_info, datasets).train_loader
-    parts = build_training(config, model, dist_info, len(train_loader))
+    parts = build_training(config, model, dist_info, updates_per_epoch(len(train_loader), config.grad_accum_steps))
     threads = ThreadTimes()  # the GPU path's stages, as run in its decode and augment threads
     threads.wrap(train_loader.decoder, "decode_packed", "decode_packed")
     threads.wrap(train_loader.decoder, "augment_packed", "augment_packed")
     threads.wrap_iterable(train_loader, "loader", "next_loader_batch")
-    options = StepOptions(amp=config.amp, channels_last=config.channels_last, print_freq=config.print_freq)
+    options = step_options(config, print_freq=config.print_freq)
     bad_images = BadImageCounter(1.0, device)
 
     def epoch(loader, index: int, profile: bool = True) -> Dict:
         observed = ObservedLoader(loader, args.profile_first if profile else -1, args.profile_steps)
+        parts.mixer.set_progress(index, config.epochs)
         train_one_epoch(parts.train_model, observed, parts.mixer, parts.optimizer, parts.scheduler, parts.scaler,
                         device, index, options, bad_images, model_ema=parts.model_ema, show_progress=False)
         return summarize(observed, config.batch_size) if profile else {}

@@ -24,7 +24,7 @@ from .data import (EXPECTED_LAYOUT, DataLayoutError, FactoryDataset, RobustImage
                    choose_pipeline, create_loader, empty_class_folders, reserve_hardware_queues, split_location)
 from .distributed import DistInfo, barrier, init_distributed
 from .errors import ConfigError
-from .engine import lr_for_batch
+from .engine import StepOptions, lr_for_batch
 
 _logger = logging.getLogger("pretrain")
 
@@ -51,20 +51,22 @@ def start_process(config: argparse.Namespace) -> Tuple[DistInfo, Path]:
     return dist_info, output_dir
 
 
-def build_model(config: argparse.Namespace) -> torch.nn.Module:
-    """The timm model of ``--model``; with ``--pretrained``, timm's pretrained weights (its classifier
-    re-initialised by timm when ``--num-classes`` differs)."""
+def build_model(config: argparse.Namespace, load_pretrained: bool = True) -> torch.nn.Module:
+    """The timm model of ``--model``; with ``--pretrained`` (unless ``load_pretrained`` is False: a
+    resumed run), timm's pretrained weights (its classifier re-initialised by timm when ``--num-classes``
+    differs)."""
     # num_classes is None only before the data is opened (open_datasets counts it): the model's own head then
     classes = {} if config.num_classes is None else {"num_classes": config.num_classes}
     try:
-        return timm.create_model(config.model, pretrained=config.pretrained, drop_path_rate=config.drop_path,
+        return timm.create_model(config.model, pretrained=config.pretrained and load_pretrained,
+                                 drop_path_rate=config.drop_path,
                                  img_size=config.input_size, **classes, **config.model_kwargs)
     except TypeError as error:
         if not config.model_kwargs:
             raise
         raise ConfigError(f"--model-kwargs {config.model_kwargs}: {config.model} does not take them ({error})") from None
     except (OSError, RuntimeError) as error:  # no network, no cached weights, or a file that does not fit
-        if not config.pretrained:
+        if not (config.pretrained and load_pretrained):
             raise
         raise ConfigError(f"--pretrained: timm could not load pretrained weights of {config.model}: {error} (without "
                           f"network, give a file: --initial-checkpoint PATH)") from None
@@ -102,6 +104,13 @@ def _mixer_for(config: argparse.Namespace, model: torch.nn.Module) -> BatchMixer
     if mixer.uses_attention:
         attention_site(model)  # raises the clear "no adapter" error
     return mixer
+
+
+def step_options(config: argparse.Namespace, print_freq: int) -> StepOptions:
+    """How the training step runs, from the configuration."""
+    return StepOptions(amp=config.amp, clip_grad=config.clip_grad, channels_last=config.channels_last,
+                       print_freq=print_freq, accumulate=config.grad_accum_steps,
+                       mixup_off_epoch=config.mixup_off_epoch)
 
 
 @dataclass

@@ -313,6 +313,8 @@ def _yaml_value(action: argparse.Action, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{value!r} is not true or false")
         return value
+    if value is None and action.default is None:  # e.g. num_classes: null, from the data
+        return None
     if isinstance(action, InputSizeAction):
         return input_side(value)
     if isinstance(action, KeyValueAction):

@@ -113,14 +113,16 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def average_gradients(parameters: List[torch.Tensor]) -> None:
-    """Average the gradients of parameters DDP does not manage over the processes (no host sync). A process
-    whose batches did not use one (another batch kind) contributes zeros: every process joins every call."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return
+    """Average the gradients of parameters DDP does not manage over the processes (no host sync). A
+    parameter an update did not use gets a zero gradient, in one process as in many (as DDP treats unused
+    parameters), so that every process joins every call and one process trains as N do."""
+    distributed = dist.is_available() and dist.is_initialized()
     for parameter in parameters:
         gradient = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
-        dist.all_reduce(gradient)
-        parameter.grad = gradient / dist.get_world_size()
+        if distributed:
+            dist.all_reduce(gradient)
+            gradient = gradient / dist.get_world_size()
+        parameter.grad = gradient
 
 
 def all_gather_objects(obj: Any) -> List[Any]:

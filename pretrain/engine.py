@@ -128,7 +128,8 @@ def train_step(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tenso
         loss = soft_target_cross_entropy(logits, targets)
         scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
     if update:
-        average_gradients(mixer.learnable_parameters())  # outside the model: DDP does not average them
+        if mix:  # outside the model, DDP does not average them; with mixing off no batch uses them
+            average_gradients(mixer.learnable_parameters())
         if options.clip_grad > 0:
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip_grad)

@@ -25,21 +25,15 @@ import torch
 from . import checkpoint as ckpt
 from . import records
 from .builder import (TrainingParts, build_data, build_mixer, build_model, build_training, open_datasets,
-                      start_process)
+                      start_process, step_options)
 from .config import to_yaml
 from .data import BadImageCounter, SyntheticBatches, set_epoch
 from .distributed import DistInfo, all_gather_objects, cleanup
-from .engine import StepOptions, evaluate, train_one_epoch, updates_per_epoch
+from .engine import evaluate, train_one_epoch, updates_per_epoch
 from .errors import ConfigError
 from .resume import ConfigDiff, check_same_data, data_identity, describe, plan_resume, remove_stale_temporaries
 
 _logger = logging.getLogger("pretrain")
-
-
-def step_options(config: argparse.Namespace, print_freq: int) -> StepOptions:
-    return StepOptions(amp=config.amp, clip_grad=config.clip_grad, channels_last=config.channels_last,
-                       print_freq=print_freq, accumulate=config.grad_accum_steps,
-                       mixup_off_epoch=config.mixup_off_epoch)
 
 
 def restore(state: Dict, diff: ConfigDiff, model, parts: TrainingParts, dist_info: DistInfo,
@@ -73,14 +67,21 @@ def restore(state: Dict, diff: ConfigDiff, model, parts: TrainingParts, dist_inf
             parts.model_ema.module.load_state_dict(state["model"])
             _logger.warning("the checkpoint has no EMA weights: the EMA starts from the resumed weights")
     saved_world = len(state["rng"])
+    learned = {}  # the learnable alpha (the same in every process), when this run has one
+    if parts.mixer.learnable_parameters():
+        if "alpha_logit" in state["mixer"][0]:
+            learned = {"alpha_logit": state["mixer"][0]["alpha_logit"]}
+        else:
+            _logger.warning("the resumed run had no learnable alpha (--alpha-rule changed): it starts at 0.5")
+            learned = {"alpha_logit": 0.0}
     if saved_world == dist_info.world_size:
         ckpt.set_rng_state(state["rng"][dist_info.rank])
-        parts.mixer.load_state_dict(state["mixer"][dist_info.rank])
+        parts.mixer.load_state_dict({**state["mixer"][dist_info.rank], **learned})
     else:
         _logger.warning("checkpoint was written by %d processes, this run has %d: random streams restart, so the "
                         "resumed run is not a bit-exact continuation", saved_world, dist_info.world_size)
-        if parts.mixer.learnable_parameters():  # the learned alpha is the same in every process: rank 0's
-            parts.mixer.load_state_dict({**parts.mixer.state_dict(), "alpha_logit": state["mixer"][0]["alpha_logit"]})
+        if learned:
+            parts.mixer.load_state_dict({**parts.mixer.state_dict(), **learned})
 
 
 def main(config: argparse.Namespace) -> Dict:
@@ -138,7 +139,7 @@ def train(config: argparse.Namespace) -> Dict:
     if dist_info.is_main:
         remove_stale_temporaries(output_dir)
 
-    model = build_model(config)
+    model = build_model(config, load_pretrained=resumed is None)  # a resumed run has its own weights
     if config.pretrained and resumed is None:
         _logger.info("weights: timm's pretrained %s%s", config.model,
                      f" ({config.model_kwargs['pretrained_cfg_overlay']})"

@@ -77,6 +77,15 @@ def test_mixing_stops_at_mixup_off_epoch(data_root, tmp_path):
     assert log[2]["train_share_none"] == 1 and "train_alpha_mean" not in log[2]
 
 
+def test_resume_may_switch_to_a_learnable_alpha(data_root, tmp_path):
+    """An allowed change of --alpha-rule to learnable: the resumed run's alpha starts at 0.5 and trains."""
+    run("mixpro", TINY_VIT, data_root, tmp_path, "--epochs", "1", "--maskmix-prob", "1")
+    log = run("mixpro", TINY_VIT, data_root, tmp_path, "--epochs", "2", "--maskmix-prob", "1", "--alpha-rule",
+              "learnable", "--resume", "auto", "--resume-allow-change", "alpha_rule")
+    assert [row["epoch"] for row in log] == [0, 1] and "train_alpha_learned" not in log[0]
+    assert log[1]["train_alpha_learned"] != 0.5 and log[1]["resumed"]["changes"]["alpha_rule"] == ["pal", "learnable"]
+
+
 @pytest.mark.parametrize("pipeline, alpha_rule", [("cpu", "pal"), ("gpu", "pal"), ("cpu", "learnable"),
                                                   ("cpu", "parabolic")])
 def test_kill_and_resume_is_exact(pipeline, alpha_rule, data_root, tmp_path, monkeypatch):

@@ -63,6 +63,10 @@ def test_timm_flag_names(tmp_path):
         parse_args(["--config", str(tmp_path / "alias.yaml")])
     with pytest.raises(ConfigError, match="--grad-accum-steps 0 must be >= 1"):
         parse_args(["--grad-accum-steps", "0"])
+    # a child config can hand the class count back to the data over a base that sets it
+    (tmp_path / "child.yaml").write_text(f"_base_: {PRETRAIN.parent / 'demo' / '_digits.yaml'}\nnum_classes: null\n")
+    assert parse_args(["--config", str(PRETRAIN.parent / "demo" / "_digits.yaml")]).num_classes == 8
+    assert parse_args(["--config", str(tmp_path / "child.yaml")]).num_classes is None
 
 
 STUDIES = sorted((PRETRAIN.parent / "studies").glob("*.yaml"))
