@@ -345,6 +345,10 @@ class BatchMixer:
         They live outside the model, so under DDP the trainer averages their gradients across ranks itself."""
         return [] if self.alpha_logit is None else [self.alpha_logit]
 
+    def learned_alpha(self) -> Optional[float]:
+        """The learnable alpha as it stands, None under other rules (a host read: for logs, once an epoch)."""
+        return None if self.alpha_logit is None else float(torch.sigmoid(self.alpha_logit.detach()))
+
     def to(self, device: torch.device | str) -> "BatchMixer":
         """Move the learnable alpha to ``device`` in place (the Parameter object stays the same); call it
         before the optimizer is built, so that its state is created on that device."""

@@ -216,8 +216,9 @@ def train(config: argparse.Namespace) -> Dict:
             if model_ema is not None:
                 stats.update({f"ema_{k}": v for k, v in evaluate(model_ema.module, val_loader, device, options,
                                                                  show_progress=dist_info.is_main).items()})
-        for parameter in mixer.learnable_parameters():  # Table 10's learnable alpha, as it stands after the epoch
-            stats["train_alpha_learned"] = torch.sigmoid(parameter.detach()).item()
+        learned = mixer.learned_alpha()  # Table 10's learnable alpha, as it stands after the epoch
+        if learned is not None:
+            stats["train_alpha_learned"] = learned
         top1 = stats.get("val_top1")
         improved = top1 is not None and (best_top1 is None or top1 > best_top1)
         if improved:
