@@ -60,7 +60,7 @@ def plot_training(logs: Sequence[Path], out: Path) -> Dict[str, Path]:
         _, high = _series(rows, "train_alpha_q90")
         axis.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
     axis.set(xlabel="epoch", ylabel="progressive factor alpha", title="alpha on MaskMix batches (mean, 10-90 %)")
-    files["alpha"] = _finish(figure, axis, out / "alpha.png")
+    files["alpha"] = save_figure(figure, axis, out / "alpha.png")
     for key, name, ylabel, transform in (("train_loss", "loss", "training loss", None),
                                          ("val_top1", "top1", "validation top-1 (%)", None),
                                          ("val_top1", "error", "validation top-1 error (%)", lambda v: 100.0 - v)):
@@ -69,14 +69,16 @@ def plot_training(logs: Sequence[Path], out: Path) -> Dict[str, Path]:
             epochs, values = _series(rows, key)
             axis.plot(epochs, [transform(v) for v in values] if transform else values, marker=".", label=label)
         axis.set(xlabel="epoch", ylabel=ylabel)
-        files[name] = _finish(figure, axis, out / f"{name}.png")
+        files[name] = save_figure(figure, axis, out / f"{name}.png")
     return files
 
 
-def _finish(figure, axis, path: Path) -> Path:
-    axis.grid(alpha=0.3)
+def save_figure(figure, axis, path: Path, grid: bool = True, legend_size: int = 8) -> Path:
+    """Grid (optional), legend when something is labelled, tight layout; write ``path`` and free the figure."""
+    if grid:
+        axis.grid(alpha=0.3)
     if axis.get_legend_handles_labels()[0]:
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=legend_size)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)

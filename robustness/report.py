@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from pretrain.plots import save_figure
+
 from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, SEVERITIES
 
 import matplotlib
@@ -210,11 +212,7 @@ def _plot_corruption_ce(corrupted: Dict[str, Dict], title: str, path: Path) -> P
     axis.set_xticks(range(len(groups)), groups, rotation=60, ha="right", fontsize=7)
     axis.set_ylabel("CE (%, lower better)")
     axis.set_title(f"{title}: corruption error per corruption, mCE over the 15, then the extras", fontsize=9)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, axis, path, grid=False, legend_size=7)
 
 
 def _plot_occlusion(occlusion: Dict, mode: str, path: Path) -> Path:
@@ -227,12 +225,7 @@ def _plot_occlusion(occlusion: Dict, mode: str, path: Path) -> Path:
     axis.set_xlabel("lambda" if mode != "random" else "fraction of patches dropped")
     axis.set_ylabel("top-1 (%)")
     axis.set_title(MODE_TITLES[mode], fontsize=9)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, axis, path)
 
 
 def _plot_reliability(results: Dict[str, Dict], title: str, path: Path, bins: int = 10) -> Path:
@@ -247,8 +240,4 @@ def _plot_reliability(results: Dict[str, Dict], title: str, path: Path, bins: in
     axis.set_xlabel("confidence (max softmax over the set's classes)")
     axis.set_ylabel("accuracy")
     axis.set_title(f"{title} reliability", fontsize=9)
-    axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, axis, path, grid=False, legend_size=7)

@@ -18,6 +18,8 @@ import matplotlib
 import numpy as np
 from scipy import stats
 
+from pretrain.plots import save_figure
+
 from .runs import Run, progress
 from .spec import Study
 
@@ -239,12 +241,7 @@ def plot_curves(results: List[SettingResult], path: Path) -> Optional[Path]:
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation top-1 (%)")
     axis.set_title(f"mean over seeds, band: {CONFIDENCE:.0%} t-interval")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, axis, path)
 
 
 def aggregate(study: Study) -> Dict[str, Path]:
